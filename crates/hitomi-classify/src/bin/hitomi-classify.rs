@@ -1,0 +1,15 @@
+//! `hitomi-classify train|eval|predict`: parses flags and calls the library.
+
+use clap::Parser;
+use hitomi_classify::cli::{run, ClassifyCommand};
+
+#[derive(Parser)]
+#[command(name = "hitomi-classify", version, about = "Image classification with hitomi")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: ClassifyCommand,
+}
+
+fn main() -> anyhow::Result<()> {
+    run(&Cli::parse().cmd)
+}

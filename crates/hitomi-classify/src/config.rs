@@ -1,0 +1,86 @@
+//! The classification config (TOML): model, input, augmentation and training settings.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hitomi_backbone::Arch;
+use hitomi_data::augment::AugmentConfig;
+use hitomi_train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+/// Per-channel input normalisation: x' = (x - mean) / std, x in [0, 1].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifyConfig {
+    pub arch: Arch,
+    /// 1 (grey) or 3 (RGB); images are converted on load.
+    pub channels: usize,
+    /// Input height and width; images are resized to it.
+    pub image_size: [usize; 2],
+    pub normalize: Normalize,
+    pub label_smoothing: f32,
+    /// Fraction of the training split held out (seeded) to validate each epoch and pick `best`;
+    /// the test split stays untouched for the final figure.
+    pub val_fraction: f64,
+    pub augment: AugmentConfig,
+    pub train: TrainConfig,
+}
+
+impl Default for ClassifyConfig {
+    /// The MNIST default: the small ResNet on 28x28 grey digits, SGD + Nesterov, cosine, 15 epochs.
+    fn default() -> Self {
+        Self {
+            arch: Arch::Small,
+            channels: 1,
+            image_size: [28, 28],
+            normalize: Normalize { mean: vec![0.1307], std: vec![0.3081] },
+            label_smoothing: 0.1,
+            val_fraction: 0.05,
+            augment: AugmentConfig::default(),
+            train: TrainConfig { epochs: 15, batch: 64, lr: 0.1, ..TrainConfig::default() },
+        }
+    }
+}
+
+impl ClassifyConfig {
+    /// Reads a TOML config; unknown keys are errors listing the valid ones.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let s = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+        toml::from_str(&s).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(matches!(self.channels, 1 | 3), "config: channels = {}; expected 1 or 3", self.channels);
+        anyhow::ensure!(
+            self.normalize.mean.len() == self.channels && self.normalize.std.len() == self.channels,
+            "config: normalize.mean and normalize.std need {} value(s), one per channel",
+            self.channels
+        );
+        anyhow::ensure!(self.image_size[0] >= 8 && self.image_size[1] >= 8, "config: image_size must be at least 8x8");
+        anyhow::ensure!((0.0..0.9).contains(&self.val_fraction), "config: val_fraction must be in [0, 0.9)");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors_that_list_valid_ones() {
+        let e = toml::from_str::<ClassifyConfig>("archh = \"small\"").unwrap_err().to_string();
+        assert!(e.contains("archh") && e.contains("arch"), "{e}");
+        let e = toml::from_str::<ClassifyConfig>("[train]\nepohcs = 3").unwrap_err().to_string();
+        assert!(e.contains("epohcs") && e.contains("epochs"), "{e}");
+        let c: ClassifyConfig = toml::from_str("arch = \"resnet18\"\n[train]\nepochs = 3").unwrap();
+        assert_eq!(c.train.epochs, 3);
+        assert_eq!(c.arch, Arch::Resnet18);
+    }
+}

@@ -1,0 +1,61 @@
+//! Golden-value helpers for tests: where the reference fixtures live and the tolerance check of
+//! `tests/fixtures/reference/README.md`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+
+/// `tests/fixtures/reference` of the workspace (copied from `../shared/reference`).
+pub fn reference_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/reference")
+}
+
+/// The tensors of `ops/<name>.safetensors` (or any path under the reference folder).
+pub fn load_reference(rel: &str) -> Result<HashMap<String, Tensor>> {
+    let p = reference_dir().join(rel);
+    candle_core::safetensors::load(&p, &Device::Cpu).with_context(|| format!("{}: cannot load fixture", p.display()))
+}
+
+/// The JSON of a reference file.
+pub fn load_reference_json(rel: &str) -> Result<serde_json::Value> {
+    let p = reference_dir().join(rel);
+    let s = std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read fixture", p.display()))?;
+    Ok(serde_json::from_str(&s)?)
+}
+
+/// Checks |got - exp| <= rtol*|exp| + atol*max(1, max|exp|) element-wise (the ops tolerance of the
+/// reference README with rtol = atol = 1e-5; the resnet18 one uses max|exp| without the 1).
+pub fn assert_close(what: &str, got: &Tensor, exp: &Tensor, rtol: f64, atol: f64, floor_one: bool) -> Result<()> {
+    if got.dims() != exp.dims() {
+        bail!("{what}: shape {:?}, expected {:?}", got.dims(), exp.dims());
+    }
+    let g: Vec<f32> = got.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+    let e: Vec<f32> = exp.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+    let emax = e.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+    let scale = if floor_one { emax.max(1.0) } else { emax };
+    let mut worst = (0usize, 0f64);
+    for (i, (&a, &b)) in g.iter().zip(&e).enumerate() {
+        let err = (a as f64 - b as f64).abs();
+        let tol = rtol * (b as f64).abs() + atol * scale;
+        if !(err <= tol) && err - tol > worst.1 {
+            worst = (i, err - tol);
+        }
+        if !err.is_finite() {
+            bail!("{what}: element {i} is {a}, expected {b}");
+        }
+    }
+    if worst.1 > 0.0 {
+        let i = worst.0;
+        bail!("{what}: element {i} is {}, expected {} (beyond tolerance by {:.3e})", g[i], e[i], worst.1);
+    }
+    Ok(())
+}
+
+/// Largest relative error max|got-exp| / max|exp| (for reporting parity).
+pub fn max_rel_error(got: &Tensor, exp: &Tensor) -> Result<f64> {
+    let d = (got - exp)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()? as f64;
+    let m = exp.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()? as f64;
+    Ok(d / m.max(1e-30))
+}

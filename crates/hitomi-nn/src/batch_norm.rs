@@ -1,0 +1,59 @@
+//! Batch normalisation over (B, H, W) per channel, PyTorch semantics: biased variance to normalise,
+//! unbiased variance in the running estimate, momentum 0.1, eps 1e-5.
+
+use anyhow::Result;
+use candle_core::{Tensor, Var, D};
+use hitomi_core::{Init, ParamPath};
+
+#[derive(Clone, Debug)]
+pub struct BatchNorm2d {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Var,
+    pub running_var: Var,
+    pub eps: f64,
+    pub momentum: f64,
+}
+
+impl BatchNorm2d {
+    /// Names as torchvision: `weight`, `bias`, `running_mean`, `running_var`.
+    pub fn new(p: &ParamPath, c: usize) -> Result<Self> {
+        Ok(Self {
+            weight: p.no_decay("weight", &[c], Init::Const(1.0))?,
+            bias: p.no_decay("bias", &[c], Init::Const(0.0))?,
+            running_mean: p.buffer("running_mean", &[c], 0.0)?,
+            running_var: p.buffer("running_var", &[c], 1.0)?,
+            eps: 1e-5,
+            momentum: 0.1,
+        })
+    }
+
+    /// xs: (B, C, H, W). In training mode normalises with the batch statistics and updates the
+    /// running ones; in eval mode uses the running statistics.
+    pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let c = self.weight.dims()[0];
+        let (b, _, h, w) = xs.dims4()?;
+        let shape = (1, c, 1, 1);
+        let (mean, var) = if train {
+            // Mean and biased variance per channel: (B, C, H, W) -> (C).
+            let x3 = xs.transpose(0, 1)?.reshape((c, b * h * w))?;
+            let mean = x3.mean(D::Minus1)?;
+            let centred = x3.broadcast_sub(&mean.unsqueeze(1)?)?;
+            let var = centred.sqr()?.mean(D::Minus1)?;
+            let n = (b * h * w) as f64;
+            let m = self.momentum;
+            let unbiased = (var.detach() * (n / (n - 1.0).max(1.0)))?;
+            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
+            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+            self.running_mean.set(&rm)?;
+            self.running_var.set(&rv)?;
+            (mean, var)
+        } else {
+            (self.running_mean.as_tensor().clone(), self.running_var.as_tensor().clone())
+        };
+        // Fold the statistics and the affine parameters into one scale and shift per channel.
+        let scale = (&self.weight / (var + self.eps)?.sqrt()?)?;
+        let shift = (&self.bias - (&mean * &scale)?)?;
+        Ok(xs.broadcast_mul(&scale.reshape(shape)?)?.broadcast_add(&shift.reshape(shape)?)?)
+    }
+}

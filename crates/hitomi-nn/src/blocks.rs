@@ -1,0 +1,83 @@
+//! Residual blocks, y = relu(F(x) + shortcut(x)), with torchvision's tensor names.
+
+use anyhow::Result;
+use candle_core::Tensor;
+use hitomi_core::ParamPath;
+
+use crate::conv::{Activation, Conv2dConfig, ConvBnAct};
+
+/// Projection shortcut `downsample.0` (1x1 conv, stride s) + `downsample.1` (BN), used when the
+/// block changes resolution or width.
+fn downsample(p: &ParamPath, c_in: usize, c_out: usize, stride: usize) -> Result<Option<ConvBnAct>> {
+    if stride == 1 && c_in == c_out {
+        return Ok(None);
+    }
+    let d = p.pp("downsample");
+    let cfg = Conv2dConfig { kernel: 1, stride, padding: 0, dilation: 1, bias: false };
+    Ok(Some(ConvBnAct::new(&d.pp("0"), &d.pp("1"), c_in, c_out, cfg, Activation::None)?))
+}
+
+/// ResNet-18/34 block: 3x3 (stride s) -> BN -> ReLU -> 3x3 -> BN, plus shortcut, then ReLU.
+#[derive(Clone, Debug)]
+pub struct BasicBlock {
+    pub conv1: ConvBnAct,
+    pub conv2: ConvBnAct,
+    pub downsample: Option<ConvBnAct>,
+}
+
+impl BasicBlock {
+    pub const EXPANSION: usize = 1;
+
+    pub fn new(p: &ParamPath, c_in: usize, c_out: usize, stride: usize) -> Result<Self> {
+        Ok(Self {
+            conv1: ConvBnAct::new(&p.pp("conv1"), &p.pp("bn1"), c_in, c_out, Conv2dConfig::k(3, stride), Activation::Relu)?,
+            conv2: ConvBnAct::new(&p.pp("conv2"), &p.pp("bn2"), c_out, c_out, Conv2dConfig::k(3, 1), Activation::None)?,
+            downsample: downsample(p, c_in, c_out, stride)?,
+        })
+    }
+
+    /// xs: (B, C_in, H, W) -> (B, C_out, H/s, W/s)
+    pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let ys = self.conv2.forward(&self.conv1.forward(xs, train)?, train)?;
+        let skip = match &self.downsample {
+            Some(d) => d.forward(xs, train)?,
+            None => xs.clone(),
+        };
+        Ok((ys + skip)?.relu()?)
+    }
+}
+
+/// ResNet-50 block: 1x1 -> 3x3 (stride s, as torchvision "v1.5") -> 1x1 (x4 width), plus shortcut.
+#[derive(Clone, Debug)]
+pub struct Bottleneck {
+    pub conv1: ConvBnAct,
+    pub conv2: ConvBnAct,
+    pub conv3: ConvBnAct,
+    pub downsample: Option<ConvBnAct>,
+}
+
+impl Bottleneck {
+    pub const EXPANSION: usize = 4;
+
+    /// `width` is the inner width; the block outputs `width * 4` channels.
+    pub fn new(p: &ParamPath, c_in: usize, width: usize, stride: usize) -> Result<Self> {
+        let c_out = width * Self::EXPANSION;
+        Ok(Self {
+            conv1: ConvBnAct::new(&p.pp("conv1"), &p.pp("bn1"), c_in, width, Conv2dConfig::k(1, 1), Activation::Relu)?,
+            conv2: ConvBnAct::new(&p.pp("conv2"), &p.pp("bn2"), width, width, Conv2dConfig::k(3, stride), Activation::Relu)?,
+            conv3: ConvBnAct::new(&p.pp("conv3"), &p.pp("bn3"), width, c_out, Conv2dConfig::k(1, 1), Activation::None)?,
+            downsample: downsample(p, c_in, c_out, stride)?,
+        })
+    }
+
+    /// xs: (B, C_in, H, W) -> (B, 4 * width, H/s, W/s)
+    pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let ys = self.conv1.forward(xs, train)?;
+        let ys = self.conv3.forward(&self.conv2.forward(&ys, train)?, train)?;
+        let skip = match &self.downsample {
+            Some(d) => d.forward(xs, train)?,
+            None => xs.clone(),
+        };
+        Ok((ys + skip)?.relu()?)
+    }
+}

@@ -1,0 +1,13 @@
+//! hitomi-nn: layers and losses with no task knowledge, built on the parameter store of hitomi-core.
+
+pub mod batch_norm;
+pub mod blocks;
+pub mod conv;
+pub mod linear;
+pub mod losses;
+pub mod pool;
+
+pub use batch_norm::BatchNorm2d;
+pub use blocks::{BasicBlock, Bottleneck};
+pub use conv::{Activation, Conv2d, Conv2dConfig, ConvBnAct};
+pub use linear::Linear;

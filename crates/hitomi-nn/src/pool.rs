@@ -1,0 +1,1 @@
+//! Pooling (written by a helper).

@@ -1,0 +1,26 @@
+//! `hitomi`: the umbrella binary: every task's commands, the tour, and (later) the benchmark.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hitomi", version, about = "CNN image analysis in Rust: classify, and more to come")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every task trained and evaluated briefly on the bundled data, with a report in runs/tour/.
+    Tour(hitomi::tour::TourArgs),
+    /// Image classification: train | eval | predict.
+    #[command(subcommand)]
+    Classify(hitomi_classify::cli::ClassifyCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Command::Tour(a) => hitomi::tour::run(&a).map(|_| ()),
+        Command::Classify(c) => hitomi_classify::cli::run(&c),
+    }
+}
