@@ -1,1 +1,7 @@
-fn main(){}
+//! Integration tests on the bundled sample data: one test binary, a module per concern.
+
+mod bad_input;
+mod classify;
+mod common;
+mod lecture;
+mod resume;

@@ -5,6 +5,7 @@ use candle_core::{Module, Tensor};
 use hitomi_core::{Init, ParamPath};
 
 use crate::batch_norm::BatchNorm2d;
+use crate::conv_op::{conv2d, ConvGeom};
 
 /// Geometry of a convolution (square kernels).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,7 +66,8 @@ impl Module for Conv2d {
     /// xs: (B, C_in, H, W) -> (B, C_out, H', W')
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let c = &self.cfg;
-        let ys = xs.conv2d(&self.weight, c.padding, c.stride, c.dilation, 1)?;
+        let geom = ConvGeom { stride: c.stride, padding: c.padding, dilation: c.dilation };
+        let ys = conv2d(xs, &self.weight, geom)?;
         match &self.bias {
             Some(b) => ys.broadcast_add(&b.reshape((1, b.dims()[0], 1, 1))?),
             None => Ok(ys),

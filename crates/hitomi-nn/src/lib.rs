@@ -3,6 +3,7 @@
 pub mod batch_norm;
 pub mod blocks;
 pub mod conv;
+pub mod conv_op;
 pub mod linear;
 pub mod losses;
 pub mod pool;

@@ -1,0 +1,321 @@
+//! Fast CPU 2-D convolution as a candle `CustomOp2` (input, weight): im2col + gemm for the forward
+//! pass and for both backward passes. candle's own backward goes through a direct-loop
+//! conv_transpose2d for the input gradient, which dominates a training step.
+//!
+//! Work is split over the batch with rayon and each gemm runs single-threaded (no nested pools);
+//! for batch sizes below the thread count the gemm itself is threaded instead. Weight gradients are
+//! summed over fixed chunks of the batch in a fixed order, so results do not depend on threads.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Stride, padding and dilation (same in both directions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+}
+
+/// All sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    b: usize,
+    ci: usize,
+    h: usize,
+    w: usize,
+    co: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Dims {
+    fn new(x: &[usize], wt: &[usize], g: ConvGeom) -> Result<Self> {
+        let (&[b, ci, h, w], &[co, ci2, kh, kw]) = (x, wt) else {
+            candle_core::bail!("conv2d: expected (B,C,H,W) input and (O,C,kh,kw) weight, got {x:?} and {wt:?}")
+        };
+        if ci != ci2 {
+            candle_core::bail!("conv2d: input has {ci} channels, weight expects {ci2}");
+        }
+        let eff_h = g.dilation * (kh - 1) + 1;
+        let eff_w = g.dilation * (kw - 1) + 1;
+        if h + 2 * g.padding < eff_h || w + 2 * g.padding < eff_w {
+            candle_core::bail!("conv2d: input {h}x{w} (padding {}) smaller than the kernel", g.padding);
+        }
+        let ho = (h + 2 * g.padding - eff_h) / g.stride + 1;
+        let wo = (w + 2 * g.padding - eff_w) / g.stride + 1;
+        Ok(Self { b, ci, h, w, co, kh, kw, ho, wo })
+    }
+
+    /// Rows of the im2col matrix: C_in * kh * kw.
+    fn k(&self) -> usize {
+        self.ci * self.kh * self.kw
+    }
+
+    fn hw_out(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// A 1x1, stride-1, unpadded convolution needs no im2col: the input is the column matrix.
+    fn is_pointwise(&self, g: ConvGeom) -> bool {
+        self.kh == 1 && self.kw == 1 && g.stride == 1 && g.padding == 0
+    }
+}
+
+/// Fills `cols` (C_in*kh*kw, Ho*Wo) from one image `x` (C_in, H, W).
+fn im2col(x: &[f32], d: &Dims, g: ConvGeom, cols: &mut [f32]) {
+    let hw_out = d.hw_out();
+    for c in 0..d.ci {
+        let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
+        for ky in 0..d.kh {
+            for kx in 0..d.kw {
+                let row = &mut cols[((c * d.kh + ky) * d.kw + kx) * hw_out..][..hw_out];
+                for oy in 0..d.ho {
+                    let iy = (oy * g.stride + ky * g.dilation) as isize - g.padding as isize;
+                    let dst = &mut row[oy * d.wo..(oy + 1) * d.wo];
+                    if iy < 0 || iy >= d.h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * d.w..(iy as usize + 1) * d.w];
+                    let off = (kx * g.dilation) as isize - g.padding as isize;
+                    for (ox, v) in dst.iter_mut().enumerate() {
+                        let ix = (ox * g.stride) as isize + off;
+                        *v = if ix >= 0 && ix < d.w as isize { src[ix as usize] } else { 0.0 };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns `cols` (C_in*kh*kw, Ho*Wo) back into one image gradient `dx` (C_in, H, W).
+fn col2im(cols: &[f32], d: &Dims, g: ConvGeom, dx: &mut [f32]) {
+    let hw_out = d.hw_out();
+    for c in 0..d.ci {
+        let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
+        for ky in 0..d.kh {
+            for kx in 0..d.kw {
+                let row = &cols[((c * d.kh + ky) * d.kw + kx) * hw_out..][..hw_out];
+                for oy in 0..d.ho {
+                    let iy = (oy * g.stride + ky * g.dilation) as isize - g.padding as isize;
+                    if iy < 0 || iy >= d.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * d.w..(iy as usize + 1) * d.w];
+                    let off = (kx * g.dilation) as isize - g.padding as isize;
+                    for (ox, v) in row[oy * d.wo..(oy + 1) * d.wo].iter().enumerate() {
+                        let ix = (ox * g.stride) as isize + off;
+                        if ix >= 0 && ix < d.w as isize {
+                            dst[ix as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// dst (m, n) = [dst +] lhs (m, k) x rhs (k, n), all given by strides (row stride, column stride).
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    rhs_cs: usize,
+    threads: usize,
+) {
+    debug_assert!(dst.len() >= m * n);
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the slices cover every element addressed by the given sizes and strides (checked by
+    // construction at each call site), and dst does not alias lhs or rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Threads for one gemm: all of them when the batch cannot keep them busy, else one.
+fn gemm_threads(batch: usize) -> usize {
+    let t = rayon::current_num_threads();
+    if batch < t {
+        t
+    } else {
+        1
+    }
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("conv2d: {what} must be f32") };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("conv2d: {what} must be contiguous"),
+    }
+}
+
+/// y = conv2d(x, w): (B, C_in, H, W) x (C_out, C_in, kh, kw) -> (B, C_out, Ho, Wo).
+struct Conv2dForward(ConvGeom);
+
+impl CustomOp2 for Conv2dForward {
+    fn name(&self) -> &'static str {
+        "hitomi-conv2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let d = Dims::new(l1.dims(), l2.dims(), g)?;
+        let x = contiguous_f32(s1, l1, "input")?;
+        let w = contiguous_f32(s2, l2, "weight")?;
+        let (k, n) = (d.k(), d.hw_out());
+        let mut out = vec![0f32; d.b * d.co * n];
+        let threads = gemm_threads(d.b);
+        out.par_chunks_mut(d.co * n).enumerate().for_each_init(
+            || vec![0f32; if d.is_pointwise(g) { 0 } else { k * n }],
+            |cols, (bi, y)| {
+                let xb = &x[bi * d.ci * d.h * d.w..(bi + 1) * d.ci * d.h * d.w];
+                let cols: &[f32] = if d.is_pointwise(g) {
+                    xb
+                } else {
+                    im2col(xb, &d, g, cols);
+                    cols
+                };
+                matmul(d.co, n, k, y, false, w, k, 1, cols, n, 1, threads);
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from((d.b, d.co, d.ho, d.wo))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(w, &Conv2dInputGrad { geom: self.0, x_dims: x.dims4()? })?;
+        let dw = x.apply_op2_no_bwd(&grad, &Conv2dWeightGrad { geom: self.0, w_dims: w.dims4()? })?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// dx from (dy, w): dcols = w^T dy per image, then col2im.
+struct Conv2dInputGrad {
+    geom: ConvGeom,
+    x_dims: (usize, usize, usize, usize),
+}
+
+impl CustomOp2 for Conv2dInputGrad {
+    fn name(&self) -> &'static str {
+        "hitomi-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom;
+        let (b, ci, h, wd) = self.x_dims;
+        let d = Dims::new(&[b, ci, h, wd], l2.dims(), g)?;
+        let dy = contiguous_f32(s1, l1, "output gradient")?;
+        let w = contiguous_f32(s2, l2, "weight")?;
+        let (k, n) = (d.k(), d.hw_out());
+        let mut dx = vec![0f32; b * ci * h * wd];
+        let threads = gemm_threads(d.b);
+        dx.par_chunks_mut(ci * h * wd).enumerate().for_each_init(
+            || vec![0f32; if d.is_pointwise(g) { 0 } else { k * n }],
+            |cols, (bi, dxb)| {
+                let dyb = &dy[bi * d.co * n..(bi + 1) * d.co * n];
+                // w^T: element (kk, c) of w (co, k) sits at c * k + kk.
+                if d.is_pointwise(g) {
+                    matmul(k, n, d.co, dxb, false, w, 1, k, dyb, n, 1, threads);
+                } else {
+                    matmul(k, n, d.co, cols, false, w, 1, k, dyb, n, 1, threads);
+                    col2im(cols, &d, g, dxb);
+                }
+            },
+        );
+        Ok((CpuStorage::F32(dx), Shape::from((b, ci, h, wd))))
+    }
+}
+
+/// Images per partial sum of the weight gradient (fixed, so the sum order never changes).
+const WGRAD_CHUNK: usize = 4;
+
+/// dw from (x, dy): sum over images of dy_b cols_b^T.
+struct Conv2dWeightGrad {
+    geom: ConvGeom,
+    w_dims: (usize, usize, usize, usize),
+}
+
+impl CustomOp2 for Conv2dWeightGrad {
+    fn name(&self) -> &'static str {
+        "hitomi-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom;
+        let (co, ci, kh, kw) = self.w_dims;
+        let d = Dims::new(l1.dims(), &[co, ci, kh, kw], g)?;
+        let x = contiguous_f32(s1, l1, "input")?;
+        let dy = contiguous_f32(s2, l2, "output gradient")?;
+        let (k, n) = (d.k(), d.hw_out());
+        let n_chunks = d.b.div_ceil(WGRAD_CHUNK);
+        let threads = gemm_threads(n_chunks);
+        let partials: Vec<Vec<f32>> = (0..n_chunks)
+            .into_par_iter()
+            .map(|chunk| {
+                let mut acc = vec![0f32; co * k];
+                let mut cols = vec![0f32; if d.is_pointwise(g) { 0 } else { k * n }];
+                for bi in chunk * WGRAD_CHUNK..((chunk + 1) * WGRAD_CHUNK).min(d.b) {
+                    let xb = &x[bi * ci * d.h * d.w..(bi + 1) * ci * d.h * d.w];
+                    let colsr: &[f32] = if d.is_pointwise(g) {
+                        xb
+                    } else {
+                        im2col(xb, &d, g, &mut cols);
+                        &cols
+                    };
+                    let dyb = &dy[bi * co * n..(bi + 1) * co * n];
+                    // cols^T: element (p, kk) of cols (k, n) sits at kk * n + p.
+                    matmul(co, k, n, &mut acc, bi > chunk * WGRAD_CHUNK, dyb, n, 1, colsr, 1, n, threads);
+                }
+                acc
+            })
+            .collect();
+        let mut dw = vec![0f32; co * k];
+        for p in &partials {
+            for (a, b) in dw.iter_mut().zip(p) {
+                *a += b;
+            }
+        }
+        Ok((CpuStorage::F32(dw), Shape::from((co, ci, kh, kw))))
+    }
+}
+
+/// conv2d with hitomi's CPU kernels (f32, groups 1); other devices and dtypes use candle's.
+/// xs: (B, C_in, H, W), w: (C_out, C_in, kh, kw) -> (B, C_out, Ho, Wo)
+pub fn conv2d(xs: &Tensor, w: &Tensor, geom: ConvGeom) -> Result<Tensor> {
+    if !xs.device().is_cpu() || xs.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return xs.conv2d(w, geom.padding, geom.stride, geom.dilation, 1);
+    }
+    xs.contiguous()?.apply_op2(&w.contiguous()?, Conv2dForward(geom))
+}

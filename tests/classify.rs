@@ -1,0 +1,110 @@
+//! End to end: train a tiny classifier on real digits, evaluate it, predict on sample images.
+
+use crate::common::*;
+
+#[test]
+fn train_eval_predict_on_real_digits() {
+    let dir = temp_dir("classify");
+    let data = dir.join("mnist");
+    mnist_subset(&data, 600, 200);
+    let cfg = tiny_config(&dir, 3, 32);
+    let run_dir = dir.join("run");
+    let (ok, log) = run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&run_dir).arg("--config").arg(&cfg));
+    assert!(ok, "train failed:\n{log}");
+    for f in ["config.json", "last.safetensors", "best.safetensors", "state.json", "metrics.csv", "curves.png", "steps.csv"] {
+        assert!(run_dir.join(f).exists(), "missing {f} in the run folder");
+    }
+    // It learns: the mean loss of the last epoch is well below that of the first steps.
+    let losses = step_log(&run_dir);
+    assert_eq!(losses.len(), 3 * (540 / 32));
+    let first: f64 = losses[..5].iter().map(|r| r.1).sum::<f64>() / 5.0;
+    let last: f64 = losses[losses.len() - 5..].iter().map(|r| r.1).sum::<f64>() / 5.0;
+    assert!(last < 0.7 * first, "loss did not fall: first {first:.3}, last {last:.3}");
+    let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+
+    let json = dir.join("eval.json");
+    let (ok, log) = run(hitomi().args(["classify", "eval", "--weights"]).arg(&run_dir).arg("--data").arg(&data).args(["--split", "test", "--json"]).arg(&json));
+    assert!(ok, "eval failed:\n{log}");
+    assert!(log.contains("top-1"), "{log}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["task"], "classify");
+    assert_eq!(v["n"], 200);
+    let top1 = v["top1"].as_f64().unwrap();
+    assert!(top1 > 0.6 && top1 <= 1.0, "top1 {top1} after a tiny run on 540 digits");
+    assert!(v["top5"].as_f64().unwrap() >= top1);
+    assert_eq!(v["per_class_accuracy"].as_array().unwrap().len(), 10);
+    let conf = v["confusion"].as_array().unwrap();
+    let total: u64 = conf.iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_u64().unwrap())).sum();
+    assert_eq!(total, 200);
+    assert!(dir.join("confusion.png").exists());
+
+    let pred = dir.join("pred");
+    let samples = repo().join("assets/samples/digits");
+    let mut imgs: Vec<_> = std::fs::read_dir(&samples).unwrap().map(|e| e.unwrap().path()).collect();
+    imgs.sort();
+    let (ok, log) = run(hitomi().args(["classify", "predict", "--weights"]).arg(run_dir.join("best.safetensors")).arg("--out").arg(&pred).args(&imgs));
+    assert!(ok, "predict failed:\n{log}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pred.join("predictions.json")).unwrap()).unwrap();
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), imgs.len());
+    for p in arr {
+        let top5 = p["top5"].as_array().unwrap();
+        assert_eq!(top5.len(), 5);
+        let probs: Vec<f64> = top5.iter().map(|c| c["probability"].as_f64().unwrap()).collect();
+        assert!(probs.windows(2).all(|w| w[0] >= w[1]), "top-5 not sorted: {probs:?}");
+        assert!(probs.iter().sum::<f64>() <= 1.0 + 1e-5);
+    }
+    let pngs = std::fs::read_dir(&pred).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count();
+    assert_eq!(pngs, imgs.len());
+    // The tiny model already reads most of the clean sample digits (file names carry the truth).
+    let right = arr
+        .iter()
+        .filter(|p| {
+            let f = p["file"].as_str().unwrap();
+            let truth = f.rsplit('/').next().unwrap().chars().nth(5).unwrap().to_string();
+            p["top5"][0]["class"] == truth.as_str()
+        })
+        .count();
+    assert!(right >= 6, "only {right}/10 sample digits right:\n{log}");
+}
+
+#[test]
+fn backbone_transfer_reports_what_moved() {
+    let dir = temp_dir("transfer");
+    let data = dir.join("mnist");
+    mnist_subset(&data, 200, 50);
+    let cfg = tiny_config(&dir, 1, 32);
+    let a = dir.join("a");
+    let (ok, log) = run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&a).arg("--config").arg(&cfg));
+    assert!(ok, "{log}");
+    let b = dir.join("b");
+    let (ok, log) = run(hitomi()
+        .args(["classify", "train", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&b)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--backbone-weights")
+        .arg(a.join("best.safetensors")));
+    assert!(ok, "{log}");
+    // small ResNet: stem conv + bn (1 + 4) + 4 basic blocks (2 + 2 * 4 each) + 3 projections (1 + 4 each) = 60:
+    // every backbone tensor moves; the head (fc) is skipped.
+    assert!(log.contains("transferred 60 tensors"), "{log}");
+    assert!(log.contains("skipped fc.weight: not a backbone tensor"), "{log}");
+
+    // A torchvision resnet18 into a 1-channel small ResNet: nothing fits by shape -> clear error.
+    let tv = repo().join("tests/fixtures/reference/resnet18/weights.safetensors");
+    let (ok, log) = run(hitomi()
+        .args(["classify", "train", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.join("c"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--backbone-weights")
+        .arg(&tv));
+    assert!(!ok);
+    assert!(log.contains("weights.safetensors") && log.contains("no backbone tensor matched"), "{log}");
+}
