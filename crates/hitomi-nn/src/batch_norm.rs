@@ -2,8 +2,10 @@
 //! unbiased variance in the running estimate, momentum 0.1, eps 1e-5.
 
 use anyhow::Result;
-use candle_core::{Tensor, Var, D};
+use candle_core::{DType, Tensor, Var, D};
 use hitomi_core::{Init, ParamPath};
+
+use crate::batch_norm_op::batch_norm_train;
 
 #[derive(Clone, Debug)]
 pub struct BatchNorm2d {
@@ -29,17 +31,17 @@ impl BatchNorm2d {
     }
 
     /// xs: (B, C, H, W). In training mode normalises with the batch statistics and updates the
-    /// running ones; in eval mode uses the running statistics.
+    /// running ones; in eval mode uses the running statistics (folded into one scale and shift).
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let c = self.weight.dims()[0];
-        let (b, _, h, w) = xs.dims4()?;
         let shape = (1, c, 1, 1);
-        let (mean, var) = if train {
-            // Mean and biased variance per channel: (B, C, H, W) -> (C).
-            let x3 = xs.transpose(0, 1)?.reshape((c, b * h * w))?;
-            let mean = x3.mean(D::Minus1)?;
-            let centred = x3.broadcast_sub(&mean.unsqueeze(1)?)?;
-            let var = centred.sqr()?.mean(D::Minus1)?;
+        if train {
+            let (b, _, h, w) = xs.dims4()?;
+            let (ys, mean, var) = if xs.device().is_cpu() && xs.dtype() == DType::F32 {
+                batch_norm_train(xs, &self.weight, &self.bias, self.eps)?
+            } else {
+                self.train_with_tensor_ops(xs)?
+            };
             let n = (b * h * w) as f64;
             let m = self.momentum;
             let unbiased = (var.detach() * (n / (n - 1.0).max(1.0)))?;
@@ -47,13 +49,25 @@ impl BatchNorm2d {
             let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
-            (mean, var)
-        } else {
-            (self.running_mean.as_tensor().clone(), self.running_var.as_tensor().clone())
-        };
-        // Fold the statistics and the affine parameters into one scale and shift per channel.
-        let scale = (&self.weight / (var + self.eps)?.sqrt()?)?;
-        let shift = (&self.bias - (&mean * &scale)?)?;
+            return Ok(ys);
+        }
+        let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
+        let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
         Ok(xs.broadcast_mul(&scale.reshape(shape)?)?.broadcast_add(&shift.reshape(shape)?)?)
+    }
+
+    /// The same computation from candle tensor ops (other devices and dtypes):
+    /// returns (output, batch mean, biased batch variance).
+    fn train_with_tensor_ops(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let c = self.weight.dims()[0];
+        let (b, _, h, w) = xs.dims4()?;
+        let x3 = xs.transpose(0, 1)?.reshape((c, b * h * w))?;
+        let mean = x3.mean(D::Minus1)?;
+        let var = x3.broadcast_sub(&mean.unsqueeze(1)?)?.sqr()?.mean(D::Minus1)?;
+        let scale = (&self.weight / (&var + self.eps)?.sqrt()?)?;
+        let shift = (&self.bias - (&mean * &scale)?)?;
+        let shape = (1, c, 1, 1);
+        let ys = xs.broadcast_mul(&scale.reshape(shape)?)?.broadcast_add(&shift.reshape(shape)?)?;
+        Ok((ys, mean, var))
     }
 }

@@ -1,6 +1,7 @@
 //! hitomi-nn: layers and losses with no task knowledge, built on the parameter store of hitomi-core.
 
 pub mod batch_norm;
+pub mod batch_norm_op;
 pub mod blocks;
 pub mod conv;
 pub mod conv_op;
