@@ -39,7 +39,9 @@ pub fn assert_close(what: &str, got: &Tensor, exp: &Tensor, rtol: f64, atol: f64
     for (i, (&a, &b)) in g.iter().zip(&e).enumerate() {
         let err = (a as f64 - b as f64).abs();
         let tol = rtol * (b as f64).abs() + atol * scale;
-        if !(err <= tol) && err - tol > worst.1 {
+        // NaN compares false: count it as a failure too.
+        let bad = err.partial_cmp(&tol).is_none_or(|o| o == std::cmp::Ordering::Greater);
+        if bad && err - tol > worst.1 {
             worst = (i, err - tol);
         }
         if !err.is_finite() {

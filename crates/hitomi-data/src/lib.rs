@@ -1,1 +1,18 @@
-//! placeholder
+//! hitomi-data: dataset formats (MNIST IDX, ImageFolder), augmentation, and the prefetching batch
+//! loader. All randomness comes from `SeededRng::derive` streams keyed by (seed, epoch, sample), so
+//! batches never depend on thread scheduling or on where a run resumed.
+
+pub mod augment;
+pub mod batch;
+pub mod classification;
+pub mod idx;
+pub mod image_folder;
+pub mod loader;
+pub mod mnist;
+pub mod pixels;
+
+pub use augment::{augment, AugmentConfig};
+pub use batch::classification_batch;
+pub use classification::{ClassificationData, OpenOptions, Source};
+pub use idx::{read_idx_images, read_idx_labels, IdxImages};
+pub use loader::{BatchIter, Loader, MakeBatch};
