@@ -64,12 +64,7 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
         .filter(|p| p.extension().is_some_and(|x| x == "png"))
         .collect();
     samples.sort();
-    let predict = PredictArgs {
-        weights: run_dir.clone(),
-        out: run_dir.join("predict"),
-        json: None,
-        images: samples,
-    };
+    let predict = PredictArgs { weights: run_dir.clone(), out: run_dir.join("predict"), json: None, images: samples };
     let preds = hitomi_classify::predict::run(&predict)?;
     let classify = json!({
         "train_images": 7000,

@@ -5,7 +5,12 @@ use std::path::Path;
 use crate::common::*;
 
 fn predict_err(weights: &Path, img: &Path) -> String {
-    let (ok, log) = run(hitomi().args(["classify", "predict", "--weights"]).arg(weights).arg("--out").arg(img.with_extension("out")).arg(img));
+    let (ok, log) = run(hitomi()
+        .args(["classify", "predict", "--weights"])
+        .arg(weights)
+        .arg("--out")
+        .arg(img.with_extension("out"))
+        .arg(img));
     assert!(!ok, "predict should fail on {}", img.display());
     log
 }
@@ -16,7 +21,8 @@ fn tiny_model(dir: &Path) -> std::path::PathBuf {
     mnist_subset(&data, 64, 16);
     let cfg = tiny_config(dir, 1, 32);
     let out = dir.join("run");
-    let (ok, log) = run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&out).arg("--config").arg(&cfg));
+    let (ok, log) =
+        run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&out).arg("--config").arg(&cfg));
     assert!(ok, "{log}");
     out.join("best.safetensors")
 }
@@ -77,7 +83,13 @@ fn bad_datasets_are_named() {
     let dir = temp_dir("bad-data");
     let cfg = tiny_config(&dir, 1, 8);
     let train_err = |data: &Path| {
-        let (ok, log) = run(hitomi().args(["classify", "train", "--data"]).arg(data).arg("--out").arg(dir.join("run")).arg("--config").arg(&cfg));
+        let (ok, log) = run(hitomi()
+            .args(["classify", "train", "--data"])
+            .arg(data)
+            .arg("--out")
+            .arg(dir.join("run"))
+            .arg("--config")
+            .arg(&cfg));
         assert!(!ok, "training should fail on {}", data.display());
         log
     };

@@ -9,9 +9,17 @@ fn train_eval_predict_on_real_digits() {
     mnist_subset(&data, 600, 200);
     let cfg = tiny_config(&dir, 3, 32);
     let run_dir = dir.join("run");
-    let (ok, log) = run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&run_dir).arg("--config").arg(&cfg));
+    let (ok, log) = run(hitomi()
+        .args(["classify", "train", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run_dir)
+        .arg("--config")
+        .arg(&cfg));
     assert!(ok, "train failed:\n{log}");
-    for f in ["config.json", "last.safetensors", "best.safetensors", "state.json", "metrics.csv", "curves.png", "steps.csv"] {
+    for f in
+        ["config.json", "last.safetensors", "best.safetensors", "state.json", "metrics.csv", "curves.png", "steps.csv"]
+    {
         assert!(run_dir.join(f).exists(), "missing {f} in the run folder");
     }
     // It learns: the mean loss of the last epoch is well below that of the first steps.
@@ -24,7 +32,13 @@ fn train_eval_predict_on_real_digits() {
     assert_eq!(csv.lines().count(), 4, "{csv}");
 
     let json = dir.join("eval.json");
-    let (ok, log) = run(hitomi().args(["classify", "eval", "--weights"]).arg(&run_dir).arg("--data").arg(&data).args(["--split", "test", "--json"]).arg(&json));
+    let (ok, log) = run(hitomi()
+        .args(["classify", "eval", "--weights"])
+        .arg(&run_dir)
+        .arg("--data")
+        .arg(&data)
+        .args(["--split", "test", "--json"])
+        .arg(&json));
     assert!(ok, "eval failed:\n{log}");
     assert!(log.contains("top-1"), "{log}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -43,9 +57,15 @@ fn train_eval_predict_on_real_digits() {
     let samples = repo().join("assets/samples/digits");
     let mut imgs: Vec<_> = std::fs::read_dir(&samples).unwrap().map(|e| e.unwrap().path()).collect();
     imgs.sort();
-    let (ok, log) = run(hitomi().args(["classify", "predict", "--weights"]).arg(run_dir.join("best.safetensors")).arg("--out").arg(&pred).args(&imgs));
+    let (ok, log) = run(hitomi()
+        .args(["classify", "predict", "--weights"])
+        .arg(run_dir.join("best.safetensors"))
+        .arg("--out")
+        .arg(&pred)
+        .args(&imgs));
     assert!(ok, "predict failed:\n{log}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pred.join("predictions.json")).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pred.join("predictions.json")).unwrap()).unwrap();
     let arr = v.as_array().unwrap();
     assert_eq!(arr.len(), imgs.len());
     for p in arr {
@@ -55,7 +75,10 @@ fn train_eval_predict_on_real_digits() {
         assert!(probs.windows(2).all(|w| w[0] >= w[1]), "top-5 not sorted: {probs:?}");
         assert!(probs.iter().sum::<f64>() <= 1.0 + 1e-5);
     }
-    let pngs = std::fs::read_dir(&pred).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png")).count();
+    let pngs = std::fs::read_dir(&pred)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"))
+        .count();
     assert_eq!(pngs, imgs.len());
     // The tiny model already reads most of the clean sample digits (file names carry the truth).
     let right = arr
@@ -76,7 +99,8 @@ fn backbone_transfer_reports_what_moved() {
     mnist_subset(&data, 200, 50);
     let cfg = tiny_config(&dir, 1, 32);
     let a = dir.join("a");
-    let (ok, log) = run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&a).arg("--config").arg(&cfg));
+    let (ok, log) =
+        run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&a).arg("--config").arg(&cfg));
     assert!(ok, "{log}");
     let b = dir.join("b");
     let (ok, log) = run(hitomi()

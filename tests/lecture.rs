@@ -12,6 +12,11 @@ fn t(v: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_slice(v, shape, &Device::Cpu).unwrap()
 }
 
+/// 1 / (1 + e^-x), from candle ops (autograd follows).
+fn sigmoid(x: &Tensor) -> candle_core::Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
 fn flat(x: &Tensor) -> Vec<f32> {
     x.flatten_all().unwrap().to_vec1().unwrap()
 }
@@ -30,7 +35,9 @@ fn convolution_is_a_sum_of_products() {
     let img = [1., 2., 0., 1., 0., 1., 3., 1., 2., 1., 0., 0., 1., 0., 2., 1.];
     let k = [1., 0., -1., 2., 0., -2., 1., 0., -1.];
     let store = ParamStore::new(0, &Device::Cpu);
-    let conv = Conv2d::new(&store.root(), 1, 1, Conv2dConfig { kernel: 3, stride: 1, padding: 0, dilation: 1, bias: false }).unwrap();
+    let conv =
+        Conv2d::new(&store.root(), 1, 1, Conv2dConfig { kernel: 3, stride: 1, padding: 0, dilation: 1, bias: false })
+            .unwrap();
     store.var("weight").unwrap().set(&t(&k, &[1, 1, 3, 3])).unwrap();
     let y = flat(&conv.forward(&t(&img, &[1, 1, 4, 4])).unwrap());
     // By hand, top-left window [[1,2,0],[0,1,3],[2,1,0]]: 1*1 + 0*2 - 1*0 + 2*0 + 0*1 - 2*3 + 1*2 + 0*1 - 1*0 = -3
@@ -125,13 +132,16 @@ fn backprop_by_hand_equals_autograd() {
     let g1 = [d1[0] * x[0], d1[0] * x[1], d1[1] * x[0], d1[1] * x[1]];
 
     let dev = Device::Cpu;
-    let f = |w: &[f64]| Var::from_tensor(&Tensor::from_vec(w.iter().map(|&v| v as f32).collect::<Vec<_>>(), w.len(), &dev).unwrap()).unwrap();
+    let f = |w: &[f64]| {
+        Var::from_tensor(&Tensor::from_vec(w.iter().map(|&v| v as f32).collect::<Vec<_>>(), w.len(), &dev).unwrap())
+            .unwrap()
+    };
     let (v1, v2, v3) = (f(&w1.concat()), f(&w2.concat()), f(&w3.concat()));
     let xs = Tensor::from_slice(&[0.5f32, -1.0], (2, 1), &dev).unwrap();
     let l1 = v1.as_tensor().reshape((2, 2)).unwrap().matmul(&xs).unwrap();
-    let a1t = candle_core::Tensor::sigmoid(&l1).unwrap();
-    let a2t = candle_core::Tensor::sigmoid(&v2.as_tensor().reshape((2, 2)).unwrap().matmul(&a1t).unwrap()).unwrap();
-    let a3t = candle_core::Tensor::sigmoid(&v3.as_tensor().reshape((1, 2)).unwrap().matmul(&a2t).unwrap()).unwrap();
+    let a1t = sigmoid(&l1).unwrap();
+    let a2t = sigmoid(&v2.as_tensor().reshape((2, 2)).unwrap().matmul(&a1t).unwrap()).unwrap();
+    let a3t = sigmoid(&v3.as_tensor().reshape((1, 2)).unwrap().matmul(&a2t).unwrap()).unwrap();
     let e = ((a3t - target).unwrap().sqr().unwrap() * 0.5).unwrap().sum_all().unwrap();
     let grads = e.backward().unwrap();
     let g = |v: &Var| flat(grads.get(v.as_tensor()).unwrap());
@@ -148,11 +158,13 @@ fn backprop_by_hand_equals_autograd() {
 fn batch_norm_normalises_each_channel() {
     let store = ParamStore::new(0, &Device::Cpu);
     let bn = BatchNorm2d::new(&store.root(), 3).unwrap();
-    let x = (Tensor::randn(0f32, 1.0, (8, 3, 5, 5), &Device::Cpu).unwrap() * 4.0 + 10.0).unwrap();
+    let x = ((Tensor::randn(0f32, 1.0, (8, 3, 5, 5), &Device::Cpu).unwrap() * 4.0).unwrap() + 10.0).unwrap();
     let y = bn.forward(&x, true).unwrap();
     let per_c = y.transpose(0, 1).unwrap().reshape((3, 200)).unwrap();
     let mean = flat(&per_c.mean(D::Minus1).unwrap());
-    let var = flat(&per_c.broadcast_sub(&per_c.mean_keepdim(D::Minus1).unwrap()).unwrap().sqr().unwrap().mean(D::Minus1).unwrap());
+    let var = flat(
+        &per_c.broadcast_sub(&per_c.mean_keepdim(D::Minus1).unwrap()).unwrap().sqr().unwrap().mean(D::Minus1).unwrap(),
+    );
     close(&mean, &[0.0; 3], 1e-5);
     close(&var, &[1.0; 3], 1e-3);
 }

@@ -13,7 +13,13 @@ fn killed_and_resumed_run_matches_a_straight_run() {
     let cfg = tiny_config(&dir, 2, 16);
     let train = |out: &std::path::Path| {
         let mut c = hitomi();
-        c.args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(out).arg("--config").arg(&cfg).args(["--save-every", "3"]);
+        c.args(["classify", "train", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--save-every", "3"]);
         c
     };
 
@@ -26,7 +32,8 @@ fn killed_and_resumed_run_matches_a_straight_run() {
 
     // Start the same run, kill -9 it once it has logged 7 steps (a checkpoint was written at 6).
     let killed = dir.join("killed");
-    let mut child = train(&killed).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child =
+        train(&killed).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let t0 = Instant::now();
     loop {
         if step_log(&killed).len() >= 7 {
@@ -67,8 +74,19 @@ fn resume_without_a_checkpoint_is_a_clear_error() {
     let cfg = tiny_config(&dir, 1, 16);
     let out = dir.join("run");
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("config.json"), serde_json::to_string(&hitomi_classify::ClassifyConfig::default()).unwrap()).unwrap();
-    let (ok, log) = run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&out).arg("--config").arg(&cfg).arg("--resume"));
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_string(&hitomi_classify::ClassifyConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let (ok, log) = run(hitomi()
+        .args(["classify", "train", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--resume"));
     assert!(!ok);
     assert!(log.contains("last.safetensors does not exist"), "{log}");
 }

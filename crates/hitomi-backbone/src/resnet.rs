@@ -64,12 +64,20 @@ impl ResNetConfig {
                 depths: vec![1, 1, 1, 1],
                 widths: vec![16, 32, 64, 128],
             },
-            Arch::Resnet18 => {
-                Self { in_channels, block: BlockKind::Basic, stem: tv_stem, depths: vec![2, 2, 2, 2], widths: tv_widths }
-            }
-            Arch::Resnet34 => {
-                Self { in_channels, block: BlockKind::Basic, stem: tv_stem, depths: vec![3, 4, 6, 3], widths: tv_widths }
-            }
+            Arch::Resnet18 => Self {
+                in_channels,
+                block: BlockKind::Basic,
+                stem: tv_stem,
+                depths: vec![2, 2, 2, 2],
+                widths: tv_widths,
+            },
+            Arch::Resnet34 => Self {
+                in_channels,
+                block: BlockKind::Basic,
+                stem: tv_stem,
+                depths: vec![3, 4, 6, 3],
+                widths: tv_widths,
+            },
             Arch::Resnet50 => Self {
                 in_channels,
                 block: BlockKind::Bottleneck,
@@ -129,8 +137,10 @@ impl ResNet {
         config.validate()?;
         let p = p.group("backbone");
         let st = &config.stem;
-        let stem_cfg = Conv2dConfig { kernel: st.kernel, stride: st.stride, padding: st.kernel / 2, dilation: 1, bias: false };
-        let stem = ConvBnAct::new(&p.pp("conv1"), &p.pp("bn1"), config.in_channels, st.channels, stem_cfg, Activation::Relu)?;
+        let stem_cfg =
+            Conv2dConfig { kernel: st.kernel, stride: st.stride, padding: st.kernel / 2, dilation: 1, bias: false };
+        let stem =
+            ConvBnAct::new(&p.pp("conv1"), &p.pp("bn1"), config.in_channels, st.channels, stem_cfg, Activation::Relu)?;
         let mut c_in = st.channels;
         let mut stride = st.stride * if st.max_pool { 2 } else { 1 };
         let (mut stages, mut out_channels, mut strides) = (Vec::new(), Vec::new(), Vec::new());
@@ -174,7 +184,11 @@ impl Backbone for ResNet {
     fn forward(&self, xs: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         let c = xs.dims4()?.1;
         if c != self.config.in_channels {
-            bail!("backbone expects {} input channel(s), got a tensor of shape {:?}", self.config.in_channels, xs.dims());
+            bail!(
+                "backbone expects {} input channel(s), got a tensor of shape {:?}",
+                self.config.in_channels,
+                xs.dims()
+            );
         }
         let mut ys = self.forward_stem(xs, train)?;
         let mut feats = Vec::with_capacity(self.stages.len());

@@ -52,12 +52,7 @@ pub fn run(args: &EvalArgs) -> Result<ClassificationReport> {
     let opts = OpenOptions { channels: m.cfg.channels, size: Some((m.cfg.image_size[0], m.cfg.image_size[1])) };
     let data = ClassificationData::open(&args.data, &args.split, &opts)?;
     if data.classes != m.classes {
-        bail!(
-            "{}: dataset classes {:?} differ from the model's {:?}",
-            args.data.display(),
-            data.classes,
-            m.classes
-        );
+        bail!("{}: dataset classes {:?} differ from the model's {:?}", args.data.display(), data.classes, m.classes);
     }
     let report = evaluate(&m.model, &data, 256, &device)?;
     println!("{} on {} ({} split)\n{}", m.path.display(), args.data.display(), args.split, report.table(&m.classes));

@@ -73,7 +73,8 @@ pub fn ranked(scores: &[f32]) -> Vec<usize> {
 impl ClassificationReport {
     /// A plain-text table: overall figures, then per-class accuracy and the confusion matrix.
     pub fn table(&self, classes: &[String]) -> String {
-        let mut s = format!("n = {}   top-1 = {:.2}%   top-5 = {:.2}%\n\n", self.n, 100.0 * self.top1, 100.0 * self.top5);
+        let mut s =
+            format!("n = {}   top-1 = {:.2}%   top-5 = {:.2}%\n\n", self.n, 100.0 * self.top1, 100.0 * self.top5);
         s += &format!("{:>8} {:>8} {:>9} |", "class", "n", "accuracy");
         for c in classes {
             s += &format!("{:>5}", truncate(c, 5));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use hitomi_core::{ParamStore, SeededRng};
-use hitomi_data::classification::{classification_batch, ClassificationData};
+use hitomi_data::{classification_batch, ClassificationData};
 use hitomi_nn::losses::{cross_entropy, CrossEntropyOptions, Reduction};
 use hitomi_train::task::BatchFn;
 use hitomi_train::{Metrics, StepLoss, Task};
@@ -26,7 +26,12 @@ pub struct ClassifyTask {
 }
 
 /// Runs the model in eval mode over `data` in batches of `batch`.
-pub fn evaluate(model: &Classifier, data: &ClassificationData, batch: usize, device: &Device) -> Result<ClassificationReport> {
+pub fn evaluate(
+    model: &Classifier,
+    data: &ClassificationData,
+    batch: usize,
+    device: &Device,
+) -> Result<ClassificationReport> {
     let mut acc = Accumulator::new(data.classes.len());
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(batch.max(1)) {
@@ -42,7 +47,11 @@ pub fn evaluate(model: &Classifier, data: &ClassificationData, batch: usize, dev
 impl ClassifyTask {
     pub fn loss_of(&self, xs: &Tensor, ys: &Tensor) -> Result<Tensor> {
         let logits = self.model.forward(xs, true)?;
-        let opts = CrossEntropyOptions { label_smoothing: self.cfg.label_smoothing, ignore_index: None, reduction: Reduction::Mean };
+        let opts = CrossEntropyOptions {
+            label_smoothing: self.cfg.label_smoothing,
+            ignore_index: None,
+            reduction: Reduction::Mean,
+        };
         Ok(cross_entropy(&logits, ys, &opts)?)
     }
 }
@@ -89,7 +98,10 @@ impl Task for ClassifyTask {
     fn metadata(&self) -> HashMap<String, String> {
         let mut m = HashMap::new();
         m.insert("hitomi.task".into(), "classify".into());
-        m.insert("hitomi.arch".into(), serde_json::to_string(&self.cfg.arch).unwrap_or_default().trim_matches('"').into());
+        m.insert(
+            "hitomi.arch".into(),
+            serde_json::to_string(&self.cfg.arch).unwrap_or_default().trim_matches('"').into(),
+        );
         m.insert("hitomi.classes".into(), serde_json::to_string(&self.classes).unwrap_or_default());
         m.insert("hitomi.config".into(), serde_json::to_string(&self.cfg).unwrap_or_default());
         m

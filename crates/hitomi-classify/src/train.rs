@@ -47,7 +47,8 @@ fn split_train_val(data: ClassificationData, cfg: &ClassifyConfig) -> (Classific
     if n_val == 0 {
         return (data, None);
     }
-    let mut rng = SeededRng::derive(cfg.train.seed, &[0x7A1]);
+    // A key no loader epoch uses.
+    let mut rng = SeededRng::derive(cfg.train.seed, &[u64::MAX, 0x7A1]);
     let perm = hitomi_core::rng::permutation(n, &mut rng);
     let (val, train) = perm.split_at(n_val);
     let (mut val, mut train) = (val.to_vec(), train.to_vec());
@@ -84,7 +85,12 @@ pub fn run(args: &TrainArgs, quiet: bool) -> Result<FitSummary> {
     if let Some(p) = &args.backbone_weights {
         let w = read_weights(p)?;
         let report = store.transfer(&model_tensors(&w), "backbone", &p.display().to_string())?;
-        eprintln!("backbone weights {}: transferred {} tensors, skipped {}", p.display(), report.transferred, report.skipped.len());
+        eprintln!(
+            "backbone weights {}: transferred {} tensors, skipped {}",
+            p.display(),
+            report.transferred,
+            report.skipped.len()
+        );
         for (name, why) in &report.skipped {
             eprintln!("  skipped {name}: {why}");
         }

@@ -33,7 +33,9 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<DynamicImage> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    reader.decode().map_err(|e| anyhow::anyhow!("{name}: cannot decode image ({e}); the file may be truncated or corrupt"))
+    reader
+        .decode()
+        .map_err(|e| anyhow::anyhow!("{name}: cannot decode image ({e}); the file may be truncated or corrupt"))
 }
 
 /// Converts an image to a (C, H, W) f32 tensor in [0, 1] with `channels` = 1 (luma) or 3 (RGB).
@@ -97,7 +99,8 @@ mod tests {
 
     #[test]
     fn tensor_round_trip() {
-        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(5, 4, |x, y| image::Rgb([x as u8 * 40, y as u8 * 50, 7])));
+        let img =
+            DynamicImage::ImageRgb8(image::RgbImage::from_fn(5, 4, |x, y| image::Rgb([x as u8 * 40, y as u8 * 50, 7])));
         let t = image_to_tensor(&img, 3, &Device::Cpu).unwrap();
         assert_eq!(t.dims(), &[3, 4, 5]);
         let back = tensor_to_image(&t).unwrap();

@@ -24,12 +24,21 @@ pub enum ParamKind {
 #[derive(Clone, Copy, Debug)]
 pub enum Init {
     Const(f32),
-    Normal { std: f32 },
-    Uniform { lo: f32, hi: f32 },
+    Normal {
+        std: f32,
+    },
+    Uniform {
+        lo: f32,
+        hi: f32,
+    },
     /// He normal for ReLU networks: std = sqrt(2 / fan_in) (torchvision's ResNet uses fan_out).
-    KaimingNormal { fan: usize },
+    KaimingNormal {
+        fan: usize,
+    },
     /// PyTorch's default for conv/linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-    KaimingUniform { fan_in: usize },
+    KaimingUniform {
+        fan_in: usize,
+    },
 }
 
 /// One stored tensor.
@@ -95,14 +104,7 @@ impl ParamStore {
     }
 
     /// Creates `name` (or returns it if it exists with the same shape).
-    pub fn get_or_create(
-        &self,
-        name: &str,
-        shape: &[usize],
-        init: Init,
-        kind: ParamKind,
-        group: &str,
-    ) -> Result<Var> {
+    pub fn get_or_create(&self, name: &str, shape: &[usize], init: Init, kind: ParamKind, group: &str) -> Result<Var> {
         let mut g = self.lock();
         if let Some(e) = g.entries.get(name) {
             if e.var.dims() != shape {
@@ -175,11 +177,9 @@ impl ParamStore {
         for (name, e) in &entries {
             match tensors.get(name) {
                 None => problems.push(format!("missing tensor `{name}` (expected shape {:?})", e.var.dims())),
-                Some(t) if t.dims() != e.var.dims() => problems.push(format!(
-                    "tensor `{name}` has shape {:?}, expected {:?}",
-                    t.dims(),
-                    e.var.dims()
-                )),
+                Some(t) if t.dims() != e.var.dims() => {
+                    problems.push(format!("tensor `{name}` has shape {:?}, expected {:?}", t.dims(), e.var.dims()))
+                }
                 _ => {}
             }
         }
@@ -215,10 +215,9 @@ impl ParamStore {
             }
             match tensors.get(name) {
                 None => report.skipped.push((name.clone(), "not in the file".into())),
-                Some(t) if t.dims() != e.var.dims() => report.skipped.push((
-                    name.clone(),
-                    format!("shape {:?} in the file, {:?} in the model", t.dims(), e.var.dims()),
-                )),
+                Some(t) if t.dims() != e.var.dims() => report
+                    .skipped
+                    .push((name.clone(), format!("shape {:?} in the file, {:?} in the model", t.dims(), e.var.dims()))),
                 Some(t) => updates.push((e.var.clone(), t.clone())),
             }
         }
@@ -254,7 +253,11 @@ impl ParamPath {
     }
 
     pub fn full_name(&self, leaf: &str) -> String {
-        if self.prefix.is_empty() { leaf.to_string() } else { format!("{}.{leaf}", self.prefix) }
+        if self.prefix.is_empty() {
+            leaf.to_string()
+        } else {
+            format!("{}.{leaf}", self.prefix)
+        }
     }
 
     pub fn store(&self) -> &ParamStore {
@@ -301,7 +304,10 @@ mod tests {
         }
         let ta = a.tensors().unwrap();
         let tb = b.tensors().unwrap();
-        assert_eq!(ta[0].1.flatten_all().unwrap().to_vec1::<f32>().unwrap(), tb[0].1.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            ta[0].1.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            tb[0].1.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
 
         let mut bad: HashMap<String, Tensor> = HashMap::new();
         bad.insert("conv.weight".into(), Tensor::zeros((4, 2, 5, 5), DType::F32, &dev).unwrap());

@@ -30,7 +30,14 @@ impl BasicBlock {
 
     pub fn new(p: &ParamPath, c_in: usize, c_out: usize, stride: usize) -> Result<Self> {
         Ok(Self {
-            conv1: ConvBnAct::new(&p.pp("conv1"), &p.pp("bn1"), c_in, c_out, Conv2dConfig::k(3, stride), Activation::Relu)?,
+            conv1: ConvBnAct::new(
+                &p.pp("conv1"),
+                &p.pp("bn1"),
+                c_in,
+                c_out,
+                Conv2dConfig::k(3, stride),
+                Activation::Relu,
+            )?,
             conv2: ConvBnAct::new(&p.pp("conv2"), &p.pp("bn2"), c_out, c_out, Conv2dConfig::k(3, 1), Activation::None)?,
             downsample: downsample(p, c_in, c_out, stride)?,
         })
@@ -64,7 +71,14 @@ impl Bottleneck {
         let c_out = width * Self::EXPANSION;
         Ok(Self {
             conv1: ConvBnAct::new(&p.pp("conv1"), &p.pp("bn1"), c_in, width, Conv2dConfig::k(1, 1), Activation::Relu)?,
-            conv2: ConvBnAct::new(&p.pp("conv2"), &p.pp("bn2"), width, width, Conv2dConfig::k(3, stride), Activation::Relu)?,
+            conv2: ConvBnAct::new(
+                &p.pp("conv2"),
+                &p.pp("bn2"),
+                width,
+                width,
+                Conv2dConfig::k(3, stride),
+                Activation::Relu,
+            )?,
             conv3: ConvBnAct::new(&p.pp("conv3"), &p.pp("bn3"), width, c_out, Conv2dConfig::k(1, 1), Activation::None)?,
             downsample: downsample(p, c_in, c_out, stride)?,
         })

@@ -60,11 +60,23 @@ fn batch_norm_train_and_eval_match_pytorch() {
         check(&format!("{case} grad_input"), grads.get(x.as_tensor()).unwrap(), &t[&format!("{case}.grad_input")]);
         for leaf in ["weight", "bias"] {
             let v = store.var(leaf).unwrap();
-            check(&format!("{case} grad_{leaf}"), grads.get(v.as_tensor()).unwrap(), &t[&format!("{case}.grad_{leaf}")]);
+            check(
+                &format!("{case} grad_{leaf}"),
+                grads.get(v.as_tensor()).unwrap(),
+                &t[&format!("{case}.grad_{leaf}")],
+            );
         }
         if train {
-            check("running_mean_updated", store.var("running_mean").unwrap().as_tensor(), &t["train.running_mean_updated"]);
-            check("running_var_updated", store.var("running_var").unwrap().as_tensor(), &t["train.running_var_updated"]);
+            check(
+                "running_mean_updated",
+                store.var("running_mean").unwrap().as_tensor(),
+                &t["train.running_mean_updated"],
+            );
+            check(
+                "running_var_updated",
+                store.var("running_var").unwrap().as_tensor(),
+                &t["train.running_var_updated"],
+            );
         }
     }
 }

@@ -17,9 +17,16 @@ pub enum OptimizerConfig {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ScheduleConfig {
     /// Linear warmup from 0, then cosine from `lr` to `lr * final_frac`.
-    Cosine { warmup_epochs: f64, final_frac: f64 },
+    Cosine {
+        warmup_epochs: f64,
+        final_frac: f64,
+    },
     /// Linear warmup, then multiply by `gamma` every `every_epochs`.
-    Step { warmup_epochs: f64, every_epochs: usize, gamma: f64 },
+    Step {
+        warmup_epochs: f64,
+        every_epochs: usize,
+        gamma: f64,
+    },
     Constant,
 }
 

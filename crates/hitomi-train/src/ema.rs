@@ -22,7 +22,8 @@ impl Ema {
     pub fn update(&mut self, store: &ParamStore) -> Result<()> {
         self.updates += 1;
         let d = self.decay * (1.0 - (-(self.updates as f64) / 2000.0).exp());
-        let current: HashMap<String, Tensor> = store.entries().into_iter().map(|(n, e)| (n, e.var.as_tensor().detach())).collect();
+        let current: HashMap<String, Tensor> =
+            store.entries().into_iter().map(|(n, e)| (n, e.var.as_tensor().detach())).collect();
         for (name, s) in &mut self.shadow {
             *s = ((&*s * d)? + (&current[name] * (1.0 - d))?)?;
         }

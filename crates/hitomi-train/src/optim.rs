@@ -67,10 +67,12 @@ impl Optimizer {
                 OptimizerConfig::Adamw { beta1, beta2, eps } => {
                     let p = if slot.decay && wd > 0.0 { (&p * (1.0 - lr * wd))? } else { p };
                     let (m, v) = match slot.state.as_slice() {
-                        [m, v] => ((m * beta1)? + (&g * (1.0 - beta1))?, (v * beta2)? + (g.sqr()? * (1.0 - beta2))?),
-                        _ => ((&g * (1.0 - beta1))?, g.sqr()? * (1.0 - beta2)),
+                        [m, v] => {
+                            (((m * beta1)? + (&g * (1.0 - beta1))?)?, ((v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?)
+                        }
+                        _ => ((&g * (1.0 - beta1))?, (g.sqr()? * (1.0 - beta2))?),
                     };
-                    let (m, v) = (m?.detach(), v?.detach());
+                    let (m, v) = (m.detach(), v.detach());
                     let mhat = (&m / (1.0 - beta1.powi(t)))?;
                     let vhat = (&v / (1.0 - beta2.powi(t)))?;
                     let upd = (mhat / (vhat.sqrt()? + eps)?)?;
@@ -109,7 +111,12 @@ impl Optimizer {
             for (b, f) in names.iter().zip(found) {
                 match f {
                     Some(t) if t.dims() == slot.var.dims() => state.push(t.clone()),
-                    Some(t) => bail!("optimizer state `optim.{}.{b}` has shape {:?}, expected {:?}", slot.name, t.dims(), slot.var.dims()),
+                    Some(t) => bail!(
+                        "optimizer state `optim.{}.{b}` has shape {:?}, expected {:?}",
+                        slot.name,
+                        t.dims(),
+                        slot.var.dims()
+                    ),
                     None => bail!("optimizer state `optim.{}.{b}` is missing", slot.name),
                 }
             }

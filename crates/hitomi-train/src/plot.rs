@@ -66,6 +66,7 @@ pub fn curves(path: &Path, history: &[EpochRow]) -> Result<()> {
             let color = Palette99::pick(i).to_rgba();
             let pts: Vec<(f64, f64)> =
                 history.iter().filter_map(|r| r.metrics.get(*k).map(|v| (r.epoch as f64, *v))).collect();
+            c.draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(err)?;
             c.draw_series(LineSeries::new(pts, color))
                 .map_err(err)?
                 .label(k.as_str())
@@ -97,8 +98,12 @@ pub fn confusion(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
         for (i, row) in matrix.iter().enumerate() {
             let total: u64 = row.iter().sum::<u64>().max(1);
             let y0 = margin + cell * i as i32;
-            root.draw(&Text::new(classes.get(i).cloned().unwrap_or_default(), (margin - 35, y0 + cell / 3), font.clone()))
-                .map_err(err)?;
+            root.draw(&Text::new(
+                classes.get(i).cloned().unwrap_or_default(),
+                (margin - 35, y0 + cell / 3),
+                font.clone(),
+            ))
+            .map_err(err)?;
             for (j, &v) in row.iter().enumerate() {
                 let x0 = margin + cell * j as i32;
                 let frac = v as f64 / total as f64;
@@ -108,12 +113,14 @@ pub fn confusion(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
                 root.draw(&Rectangle::new([(x0, y0), (x0 + cell, y0 + cell)], BLACK.mix(0.2))).map_err(err)?;
                 if v > 0 && cell >= 20 {
                     let fg = if frac > 0.5 { WHITE } else { BLACK };
-                    root.draw(&Text::new(v.to_string(), (x0 + 3, y0 + cell / 3), font.clone().color(&fg))).map_err(err)?;
+                    root.draw(&Text::new(v.to_string(), (x0 + 3, y0 + cell / 3), font.clone().color(&fg)))
+                        .map_err(err)?;
                 }
             }
         }
         for (j, c) in classes.iter().enumerate().take(k) {
-            root.draw(&Text::new(c.clone(), (margin + cell * j as i32 + cell / 3, margin - 25), font.clone())).map_err(err)?;
+            root.draw(&Text::new(c.clone(), (margin + cell * j as i32 + cell / 3, margin - 25), font.clone()))
+                .map_err(err)?;
         }
         root.present().map_err(err)?;
     }

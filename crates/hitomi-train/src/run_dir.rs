@@ -81,7 +81,8 @@ impl RunDir {
         }
         let w = read_weights(&p)?;
         let s = w.meta(STATE_KEY).with_context(|| format!("{}: no training state in this file", p.display()))?;
-        let state: TrainState = serde_json::from_str(s).with_context(|| format!("{}: bad training state", p.display()))?;
+        let state: TrainState =
+            serde_json::from_str(s).with_context(|| format!("{}: bad training state", p.display()))?;
         Ok((w, state))
     }
 
@@ -148,7 +149,10 @@ pub fn resolve_weights(p: &Path) -> Result<PathBuf> {
                 return Ok(p.join(name));
             }
         }
-        bail!("{}: a folder without best.safetensors or last.safetensors; expected a run folder or a weights file", p.display());
+        bail!(
+            "{}: a folder without best.safetensors or last.safetensors; expected a run folder or a weights file",
+            p.display()
+        );
     }
     if !p.exists() {
         bail!("{}: weights file not found", p.display());

@@ -71,7 +71,9 @@ pub fn fit<T: Task>(task: &mut T, cfg: &TrainConfig, out: &Path, opts: &FitOptio
     };
     if opts.resume {
         let (w, s) = run.load_last()?;
-        store.load_checked(&w.tensors, &w.path.display().to_string(), &|n| n.starts_with("optim.") || n.starts_with("ema."))?;
+        store.load_checked(&w.tensors, &w.path.display().to_string(), &|n| {
+            n.starts_with("optim.") || n.starts_with("ema.")
+        })?;
         optimizer.load_state(&w.tensors, s.step as u64)?;
         if let Some(e) = ema.as_mut() {
             e.load_state(&w.tensors, s.ema_updates)?;
@@ -148,11 +150,11 @@ pub fn fit<T: Task>(task: &mut T, cfg: &TrainConfig, out: &Path, opts: &FitOptio
             let ips = epoch_images as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("loss {:.4} lr {lr:.2e} {ips:.0} img/s", loss_sum / loss_n as f64));
             bar.inc(1);
-            let epoch_done = state.step % spe == 0;
+            let epoch_done = state.step.is_multiple_of(spe);
             if epoch_done {
                 state.epoch = epoch + 1;
             }
-            if !epoch_done && cfg.save_every_steps.is_some_and(|n| n > 0 && state.step % n == 0) {
+            if !epoch_done && cfg.save_every_steps.is_some_and(|n| n > 0 && state.step.is_multiple_of(n)) {
                 save_last(&state, &optimizer, &ema)?;
             }
             if state.step >= stop_at {
@@ -160,7 +162,7 @@ pub fn fit<T: Task>(task: &mut T, cfg: &TrainConfig, out: &Path, opts: &FitOptio
             }
         }
         bar.finish_and_clear();
-        if state.step % spe != 0 {
+        if !state.step.is_multiple_of(spe) {
             // Stopped mid-epoch by --max-steps: keep the place, skip validation.
             save_last(&state, &optimizer, &ema)?;
             break;
