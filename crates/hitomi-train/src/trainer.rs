@@ -68,6 +68,9 @@ pub fn fit<T: Task>(task: &mut T, cfg: &TrainConfig, out: &Path, opts: &FitOptio
         best_epoch: None,
         history: Vec::new(),
         optimizer_state: "last.safetensors: optim.* tensors".into(),
+        epoch_loss_sum: 0.0,
+        epoch_steps: 0,
+        epoch_parts: Default::default(),
     };
     if opts.resume {
         let (w, s) = run.load_last()?;
@@ -109,8 +112,6 @@ pub fn fit<T: Task>(task: &mut T, cfg: &TrainConfig, out: &Path, opts: &FitOptio
         bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
         bar.set_position(start_batch as u64);
         let epoch_start = Instant::now();
-        let (mut loss_sum, mut loss_n) = (0f64, 0usize);
-        let mut parts_sum: std::collections::BTreeMap<String, f64> = Default::default();
         let mut epoch_images = 0usize;
         let mut lr = cfg.lr;
         for item in loader.iter(epoch, start_batch, batch_fn.clone()) {
@@ -140,15 +141,18 @@ pub fn fit<T: Task>(task: &mut T, cfg: &TrainConfig, out: &Path, opts: &FitOptio
             state.step += 1;
             state.rng = rng.state();
             run.log_step(state.step, epoch + 1, lr, loss)?;
-            loss_sum += loss;
-            loss_n += 1;
+            state.epoch_loss_sum += loss;
+            state.epoch_steps += 1;
             for (k, v) in &out.parts {
-                *parts_sum.entry(k.clone()).or_default() += v;
+                *state.epoch_parts.entry(k.clone()).or_default() += v;
             }
             epoch_images += out.images;
             images_done += out.images;
             let ips = epoch_images as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("loss {:.4} lr {lr:.2e} {ips:.0} img/s", loss_sum / loss_n as f64));
+            bar.set_message(format!(
+                "loss {:.4} lr {lr:.2e} {ips:.0} img/s",
+                state.epoch_loss_sum / state.epoch_steps as f64
+            ));
             bar.inc(1);
             let epoch_done = state.step.is_multiple_of(spe);
             if epoch_done {
@@ -174,8 +178,11 @@ pub fn fit<T: Task>(task: &mut T, cfg: &TrainConfig, out: &Path, opts: &FitOptio
             epoch: epoch + 1,
             step: state.step,
             lr,
-            train_loss: loss_sum / loss_n.max(1) as f64,
-            parts: parts_sum.into_iter().map(|(k, v)| (k, v / loss_n.max(1) as f64)).collect(),
+            train_loss: state.epoch_loss_sum / state.epoch_steps.max(1) as f64,
+            parts: std::mem::take(&mut state.epoch_parts)
+                .into_iter()
+                .map(|(k, v)| (k, v / state.epoch_steps.max(1) as f64))
+                .collect(),
             metrics: metrics.clone(),
             seconds: epoch_start.elapsed().as_secs_f64(),
         };
@@ -189,6 +196,8 @@ pub fn fit<T: Task>(task: &mut T, cfg: &TrainConfig, out: &Path, opts: &FitOptio
             epoch_images as f64 / row.seconds.max(1e-9)
         );
         state.history.push(row);
+        state.epoch_loss_sum = 0.0;
+        state.epoch_steps = 0;
         let value = metrics.get(metric_name).copied();
         let improved = match (value, state.best) {
             (Some(v), Some(b)) => (higher_better && v > b) || (!higher_better && v < b),
