@@ -11,6 +11,9 @@ use hitomi_nn::losses::*;
 use hitomi_nn::pool::{avg_pool2d, global_avg_pool, max_pool2d};
 use serde_json::Value;
 
+/// A reference case's computation from its named inputs.
+type CaseFn = Box<dyn Fn(&HashMap<String, Tensor>) -> Tensor>;
+
 fn reduction(p: &Value) -> Reduction {
     match p["reduction"].as_str() {
         Some("none") => Reduction::None,
@@ -61,7 +64,7 @@ fn losses_match_pytorch_and_torchvision() {
     for case in cases["cases"].as_array().unwrap() {
         let p = case["params"].clone();
         let red = reduction(&p);
-        let f: Box<dyn Fn(&HashMap<String, Tensor>) -> Tensor> = match case["function"].as_str().unwrap() {
+        let f: CaseFn = match case["function"].as_str().unwrap() {
             "torch.nn.functional.cross_entropy" => {
                 let opts = CrossEntropyOptions {
                     label_smoothing: p["label_smoothing"].as_f64().unwrap_or(0.0) as f32,
@@ -91,7 +94,7 @@ fn losses_match_pytorch_and_torchvision() {
             "torch.nn.functional.log_softmax" => Box::new(|i| log_softmax(&i["input"], 1).unwrap()),
             other => panic!("unexpected reference function {other}"),
         };
-        check_case(case, &t, &*f);
+        check_case(case, &t, f.as_ref());
         seen += 1;
     }
     assert_eq!(seen, 14);
@@ -107,7 +110,7 @@ fn pooling_matches_pytorch() {
         let k = p["kernel_size"][0].as_u64().unwrap_or(0) as usize;
         let s = p["stride"][0].as_u64().unwrap_or(0) as usize;
         let pad = p["padding"][0].as_u64().unwrap_or(0) as usize;
-        let f: Box<dyn Fn(&HashMap<String, Tensor>) -> Tensor> = match case["function"].as_str().unwrap() {
+        let f: CaseFn = match case["function"].as_str().unwrap() {
             "torch.nn.functional.max_pool2d" => Box::new(move |i| max_pool2d(&i["input"], k, s, pad).unwrap()),
             "torch.nn.functional.avg_pool2d" => Box::new(move |i| avg_pool2d(&i["input"], k, s).unwrap()),
             "torch.nn.functional.adaptive_avg_pool2d" => {
@@ -115,7 +118,7 @@ fn pooling_matches_pytorch() {
             }
             other => panic!("unexpected reference function {other}"),
         };
-        check_case(case, &t, &*f);
+        check_case(case, &t, f.as_ref());
         seen += 1;
     }
     assert_eq!(seen, 4);
