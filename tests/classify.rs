@@ -133,3 +133,27 @@ fn backbone_transfer_reports_what_moved() {
     assert!(!ok);
     assert!(log.contains("weights.safetensors") && log.contains("no backbone tensor matched"), "{log}");
 }
+
+/// The shipped weights reach top-1 >= 99% on the bundled t10k digits, from a folder that holds
+/// only the t10k files (gzip).
+#[test]
+fn shipped_mnist_weights_score_99_on_t10k_only_folder() {
+    let dir = temp_dir("shipped");
+    let data = dir.join("t10k-only");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(repo().join("assets/mnist").join(f), data.join(f)).unwrap();
+    }
+    let json = dir.join("eval.json");
+    let (ok, log) = run(hitomi()
+        .args(["classify", "eval", "--weights"])
+        .arg(repo().join("models/classify/mnist.safetensors"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--split", "test", "--json"])
+        .arg(&json));
+    assert!(ok, "{log}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["n"], 1000);
+    assert!(v["top1"].as_f64().unwrap() >= 0.99, "{log}");
+}
