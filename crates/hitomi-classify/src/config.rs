@@ -16,6 +16,17 @@ pub struct Normalize {
     pub std: Vec<f32>,
 }
 
+/// How `predict` prepares an arbitrary photo or scan before the model sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PredictInput {
+    /// Only resize and convert channels.
+    AsIs,
+    /// Also stretch the intensities to [0, 1] and, when the border is brighter than the middle
+    /// (dark ink on light paper), invert, so that a photo of a digit looks like an MNIST digit.
+    Autocontrast,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClassifyConfig {
@@ -31,6 +42,7 @@ pub struct ClassifyConfig {
     pub val_fraction: f64,
     pub augment: AugmentConfig,
     pub train: TrainConfig,
+    pub predict_input: PredictInput,
 }
 
 impl Default for ClassifyConfig {
@@ -45,6 +57,7 @@ impl Default for ClassifyConfig {
             val_fraction: 0.05,
             augment: AugmentConfig::default(),
             train: TrainConfig { epochs: 15, batch: 64, lr: 0.1, ..TrainConfig::default() },
+            predict_input: PredictInput::Autocontrast,
         }
     }
 }

@@ -13,6 +13,7 @@ use image::imageops::FilterType;
 use image::Rgb;
 use serde::Serialize;
 
+use crate::config::PredictInput;
 use crate::eval::{load_classifier, LoadedClassifier};
 use crate::metrics::ranked;
 
@@ -34,7 +35,11 @@ pub fn classify_file(m: &LoadedClassifier, path: &Path, device: &Device) -> Resu
     let img = read_image(path)?;
     let [h, w] = m.cfg.image_size;
     let resized = img.resize_exact(w as u32, h as u32, FilterType::Triangle);
-    let xs = image_to_tensor(&resized, m.cfg.channels, device)?.unsqueeze(0)?;
+    let mut xs = image_to_tensor(&resized, m.cfg.channels, device)?;
+    if m.cfg.predict_input == PredictInput::Autocontrast {
+        xs = autocontrast(&xs)?;
+    }
+    let xs = xs.unsqueeze(0)?;
     let probs: Vec<f32> = candle_core::Tensor::squeeze(&softmax_rows(&m.model.forward(&xs, false)?)?, 0)?.to_vec1()?;
     let top5 = ranked(&probs)
         .into_iter()
@@ -42,6 +47,34 @@ pub fn classify_file(m: &LoadedClassifier, path: &Path, device: &Device) -> Resu
         .map(|i| ClassScore { class: m.classes[i].clone(), index: i, probability: probs[i] as f64 })
         .collect();
     Ok(Prediction { file: path.display().to_string(), top5 })
+}
+
+/// Stretches (C, H, W) intensities to [0, 1]; inverts when the one-pixel border is on average
+/// brighter than the image (dark ink on light paper).
+fn autocontrast(xs: &Tensor) -> Result<Tensor> {
+    let (c, h, w) = xs.dims3()?;
+    let mut v: Vec<f32> = xs.flatten_all()?.to_vec1()?;
+    let (lo, hi) = v.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    if hi - lo > 1e-6 {
+        v.iter_mut().for_each(|x| *x = (*x - lo) / (hi - lo));
+    }
+    let mut border = 0f32;
+    let mut n = 0usize;
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                if y == 0 || x == 0 || y == h - 1 || x == w - 1 {
+                    border += v[(ch * h + y) * w + x];
+                    n += 1;
+                }
+            }
+        }
+    }
+    let mean = v.iter().sum::<f32>() / v.len() as f32;
+    if border / n.max(1) as f32 > mean {
+        v.iter_mut().for_each(|x| *x = 1.0 - *x);
+    }
+    Ok(Tensor::from_vec(v, (c, h, w), xs.device())?)
 }
 
 fn softmax_rows(logits: &Tensor) -> Result<Tensor> {
