@@ -319,3 +319,69 @@ pub fn conv2d(xs: &Tensor, w: &Tensor, geom: ConvGeom) -> Result<Tensor> {
     }
     xs.contiguous()?.apply_op2(&w.contiguous()?, Conv2dForward(geom))
 }
+
+/// Transposed convolution geometry: the convolution it is the adjoint of, plus output padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTransposeGeom {
+    pub stride: usize,
+    pub padding: usize,
+    pub output_padding: usize,
+    pub dilation: usize,
+}
+
+/// y = conv_transpose2d(x, w), the adjoint of conv2d with the same weight: its forward is the
+/// convolution's input gradient, its input gradient is a convolution, and its weight gradient is
+/// the convolution's weight gradient with the roles of input and output swapped.
+struct ConvTranspose2dForward(ConvTransposeGeom);
+
+impl ConvTranspose2dForward {
+    fn conv_geom(&self) -> ConvGeom {
+        ConvGeom { stride: self.0.stride, padding: self.0.padding, dilation: self.0.dilation }
+    }
+
+    /// (H_in) -> (H_out) = (H_in - 1) s - 2p + d (k - 1) + output_padding + 1
+    fn out_size(&self, n: usize, k: usize) -> Result<usize> {
+        let g = self.0;
+        let full = (n - 1) * g.stride + g.dilation * (k - 1) + g.output_padding + 1;
+        if full <= 2 * g.padding {
+            candle_core::bail!("conv_transpose2d: padding {} too large for input side {n}", g.padding);
+        }
+        Ok(full - 2 * g.padding)
+    }
+}
+
+impl CustomOp2 for ConvTranspose2dForward {
+    fn name(&self) -> &'static str {
+        "hitomi-conv-transpose2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, ci, h, w) = l1.shape().dims4()?;
+        let (wci, co, kh, kw) = l2.shape().dims4()?;
+        if ci != wci {
+            candle_core::bail!("conv_transpose2d: input has {ci} channels, weight expects {wci}");
+        }
+        if self.0.output_padding >= self.0.stride.max(self.0.dilation) {
+            candle_core::bail!("conv_transpose2d: output_padding must be smaller than stride or dilation");
+        }
+        let x_dims = (b, co, self.out_size(h, kh)?, self.out_size(w, kw)?);
+        // The weight (C_in, C_out, k, k) read as a conv weight (C_out_conv = C_in, C_in_conv = C_out).
+        Conv2dInputGrad { geom: self.conv_geom(), x_dims }.cpu_fwd(s1, l1, s2, l2)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(w, &Conv2dForward(self.conv_geom()))?;
+        let dw = grad.apply_op2_no_bwd(x, &Conv2dWeightGrad { geom: self.conv_geom(), w_dims: w.dims4()? })?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// Transposed convolution with hitomi's CPU kernels (f32); other devices and dtypes use candle's.
+/// xs: (B, C_in, H, W), w: (C_in, C_out, k, k) -> (B, C_out, (H-1)s - 2p + d(k-1) + op + 1, ...)
+pub fn conv_transpose2d(xs: &Tensor, w: &Tensor, geom: ConvTransposeGeom) -> Result<Tensor> {
+    if !xs.device().is_cpu() || xs.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return xs.conv_transpose2d(w, geom.padding, geom.output_padding, geom.stride, geom.dilation);
+    }
+    xs.contiguous()?.apply_op2(&w.contiguous()?, ConvTranspose2dForward(geom))
+}

@@ -1,11 +1,12 @@
 //! Reproduces `reference/ops/conv2d.*` (torch.nn.functional.conv2d, forward and the gradients of
-//! input, weight and bias) with hitomi's im2col + gemm kernels, and `reference/ops/batch_norm2d.*`
+//! input, weight and bias) and `reference/ops/conv_transpose2d.*` with hitomi's im2col + gemm
+//! kernels, and `reference/ops/batch_norm2d.*`
 //! (training mode with the running-statistics update, and eval mode) with `BatchNorm2d`.
 
 use candle_core::{Device, Tensor, Var};
 use hitomi_core::testing::{assert_close, load_reference, load_reference_json};
 use hitomi_core::ParamStore;
-use hitomi_nn::conv_op::{conv2d, ConvGeom};
+use hitomi_nn::conv_op::{conv2d, conv_transpose2d, ConvGeom, ConvTransposeGeom};
 use hitomi_nn::BatchNorm2d;
 
 fn check(what: &str, got: &Tensor, exp: &Tensor) {
@@ -40,6 +41,38 @@ fn conv2d_forward_and_backward_match_pytorch() {
         check(&format!("{name} grad_weight"), grads.get(w.as_tensor()).unwrap(), &t[&format!("{name}.grad_weight")]);
         if let Some(b) = &bias {
             check(&format!("{name} grad_bias"), grads.get(b.as_tensor()).unwrap(), &t[&format!("{name}.grad_bias")]);
+        }
+    }
+}
+
+#[test]
+fn conv_transpose2d_forward_and_backward_match_pytorch() {
+    let t = load_reference("ops/conv_transpose2d.safetensors").unwrap();
+    let cases = load_reference_json("ops/conv_transpose2d.json").unwrap();
+    let cases = cases["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let p = &case["params"];
+        let geom = ConvTransposeGeom {
+            stride: p["stride"][0].as_u64().unwrap() as usize,
+            padding: p["padding"][0].as_u64().unwrap() as usize,
+            output_padding: p["output_padding"][0].as_u64().unwrap() as usize,
+            dilation: p["dilation"][0].as_u64().unwrap() as usize,
+        };
+        let x = Var::from_tensor(&t[&format!("{name}.input")]).unwrap();
+        let w = Var::from_tensor(&t[&format!("{name}.weight")]).unwrap();
+        let b = Var::from_tensor(&t[&format!("{name}.bias")]).unwrap();
+        let y = conv_transpose2d(x.as_tensor(), w.as_tensor(), geom).unwrap();
+        let y = y.broadcast_add(&b.as_tensor().reshape((1, b.dims()[0], 1, 1)).unwrap()).unwrap();
+        check(&format!("{name} output"), &y, &t[&format!("{name}.output")]);
+        let grads = (y * &t[&format!("{name}.grad_output")]).unwrap().sum_all().unwrap().backward().unwrap();
+        for (role, v) in [("input", &x), ("weight", &w), ("bias", &b)] {
+            check(
+                &format!("{name} grad_{role}"),
+                grads.get(v.as_tensor()).unwrap(),
+                &t[&format!("{name}.grad_{role}")],
+            );
         }
     }
 }
