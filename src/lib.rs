@@ -1,3 +1,5 @@
-//! The `hitomi` umbrella package: the tour that runs every task on the bundled data.
+//! The `hitomi` umbrella package: the tour that runs every task on the bundled data, and the
+//! speed benchmark against the PyTorch reference.
 
+pub mod bench;
 pub mod tour;

@@ -13,6 +13,8 @@ struct Cli {
 enum Command {
     /// Every task trained and evaluated briefly on the bundled data, with a report in runs/tour/.
     Tour(hitomi::tour::TourArgs),
+    /// Speed of the two reference models (train, infer, latency, peak memory).
+    Bench(hitomi::bench::BenchArgs),
     /// Image classification: train | eval | predict.
     #[command(subcommand)]
     Classify(hitomi_classify::cli::ClassifyCommand),
@@ -21,6 +23,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Command::Tour(a) => hitomi::tour::run(&a).map(|_| ()),
+        Command::Bench(a) => hitomi::bench::run(&a).map(|_| ()),
         Command::Classify(c) => hitomi_classify::cli::run(&c),
     }
 }
