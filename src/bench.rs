@@ -132,16 +132,18 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn measure(
-    name: &str,
-    model: &dyn BenchModel,
-    store: &ParamStore,
+#[derive(Clone, Copy)]
+/// One benchmark setting: batch, input shape (C, H, W), classes, per-pixel labels or not.
+struct Case {
+    name: &'static str,
     batch: usize,
     shape: [usize; 3],
     classes: u32,
     per_pixel: bool,
-    a: &BenchArgs,
-) -> Result<Value> {
+}
+
+fn measure(case: &Case, model: &dyn BenchModel, store: &ParamStore, a: &BenchArgs) -> Result<Value> {
+    let Case { name, batch, shape, classes, per_pixel } = *case;
     let dev = Device::Cpu;
     let mut rng = hitomi_core::SeededRng::new(0);
     let data: Vec<(Tensor, Tensor)> = (0..8)
@@ -212,10 +214,12 @@ pub fn run(a: &BenchArgs) -> Result<Value> {
     let dev = Device::Cpu;
     let sa = ParamStore::new(0, &dev);
     let ma = model_a(&sa)?;
-    let ra = measure("model_a", &ma, &sa, 64, [1, 28, 28], 10, false, a)?;
+    let case_a = Case { name: "model_a", batch: 64, shape: [1, 28, 28], classes: 10, per_pixel: false };
+    let ra = measure(&case_a, &ma, &sa, a)?;
     let sb = ParamStore::new(0, &dev);
     let mb = model_b(&sb)?;
-    let rb = measure("model_b", &mb, &sb, 16, [3, 64, 64], 11, true, a)?;
+    let case_b = Case { name: "model_b", batch: 16, shape: [3, 64, 64], classes: 11, per_pixel: true };
+    let rb = measure(&case_b, &mb, &sb, a)?;
     let res = json!({"model_a": ra, "model_b": rb, "threads": rayon_threads()});
     if let Some(p) = &a.json {
         hitomi_core::checkpoint::write_atomic(p, serde_json::to_string_pretty(&res)?.as_bytes())?;

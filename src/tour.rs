@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use hitomi_classify::attack::{AttackArgs, Method};
 use hitomi_core::checkpoint::write_atomic;
 use hitomi_train::cli::{EvalArgs, PredictArgs, TrainArgs};
 use serde_json::json;
@@ -49,7 +50,7 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
         save_every: None,
         max_steps: args.max_steps,
     };
-    let fit = hitomi_classify::train::run(&train, false)?;
+    let fit = hitomi_classify::train::run(&train, None, false)?;
     let eval = EvalArgs {
         weights: run_dir.clone(),
         data: mnist.clone(),
@@ -81,18 +82,51 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
         "seconds": t0.elapsed().as_secs_f64(),
     });
 
+    // Adversarial examples: FGSM against the classifier just trained, on 200 t10k digits.
+    eprintln!("== attack: FGSM on the tour classifier ==");
+    let t1 = Instant::now();
+    let attack_dir = args.out.join("attack");
+    let attack = AttackArgs {
+        weights: run_dir.clone(),
+        data: mnist.clone(),
+        split: "test".into(),
+        method: Method::Fgsm,
+        eps: vec![0.05, 0.1, 0.2, 0.25, 0.3],
+        steps: 10,
+        step_size: None,
+        json: Some(attack_dir.join("fgsm.json")),
+        out: Some(attack_dir.clone()),
+        limit: Some(200),
+    };
+    let fgsm = hitomi_classify::attack::run(&attack)?;
+    let attack_summary = json!({
+        "method": "fgsm",
+        "n": fgsm.n,
+        "clean": fgsm.clean,
+        "eps": fgsm.eps,
+        "accuracy": fgsm.accuracy,
+        "files": ["attack/robustness.png", "attack/panel.png", "attack/fgsm.json"],
+        "seconds": t1.elapsed().as_secs_f64(),
+    });
+
     let summary = json!({
         "hitomi": env!("CARGO_PKG_VERSION"),
         "seconds": started.elapsed().as_secs_f64(),
-        "tasks": { "classify": classify },
+        "tasks": { "classify": classify, "attack": attack_summary },
     });
     write_atomic(&args.out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     let md = format!(
         "# hitomi tour\n\n| task | data | figure | value | time |\n|---|---|---|---|---|\n\
-         | classify | MNIST 7,000 train / 1,000 t10k | top-1 (t10k) | {:.2}% | {:.0} s |\n\n\
-         Plots: `classify/curves.png`, `classify/confusion.png`; predictions: `classify/predict/`.\n",
+         | classify | MNIST 7,000 train / 1,000 t10k | top-1 (t10k) | {:.2}% | {:.0} s |\n\
+         | attack | 200 t10k digits, FGSM | accuracy at eps 0.1 / 0.25 | {:.1}% / {:.1}% (clean {:.1}%) | {:.0} s |\n\n\
+         Plots: `classify/curves.png`, `classify/confusion.png`, `attack/robustness.png`, `attack/panel.png`; \
+         predictions: `classify/predict/`.\n",
         100.0 * report.top1,
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        100.0 * fgsm.accuracy[1],
+        100.0 * fgsm.accuracy[3],
+        100.0 * fgsm.clean,
+        t1.elapsed().as_secs_f64()
     );
     write_atomic(&args.out.join("report.md"), md.as_bytes())?;
     println!("{md}\nreport folder: {}", args.out.display());

@@ -157,3 +157,56 @@ fn shipped_mnist_weights_score_99_on_t10k_only_folder() {
     assert_eq!(v["n"], 1000);
     assert!(v["top1"].as_f64().unwrap() >= 0.99, "{log}");
 }
+
+/// FGSM and PGD against the shipped model on real digits: perturbations stay in the eps ball,
+/// accuracy falls as eps grows, PGD is at least as strong as FGSM, files and JSON are written.
+#[test]
+fn fgsm_and_pgd_attacks_on_the_shipped_model() {
+    let dir = temp_dir("attack");
+    let attack = |method: &str, json: &std::path::Path| {
+        let (ok, log) = run(hitomi()
+            .args(["classify", "attack", "--weights"])
+            .arg(repo().join("models/classify/mnist.safetensors"))
+            .arg("--data")
+            .arg(repo().join("assets/mnist"))
+            .args([
+                "--split",
+                "test",
+                "--method",
+                method,
+                "--eps",
+                "0.05,0.15,0.3",
+                "--steps",
+                "5",
+                "--limit",
+                "100",
+                "--json",
+            ])
+            .arg(json)
+            .arg("--out")
+            .arg(dir.join(method)));
+        assert!(ok, "{log}");
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(json).unwrap()).unwrap()
+    };
+    let f = attack("fgsm", &dir.join("fgsm.json"));
+    let p = attack("pgd", &dir.join("pgd.json"));
+    for v in [&f, &p] {
+        assert_eq!(v["task"], "attack");
+        assert_eq!(v["n"], 100);
+        let eps: Vec<f64> = v["eps"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let acc: Vec<f64> = v["accuracy"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let linf: Vec<f64> = v["max_linf"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        for (e, d) in eps.iter().zip(&linf) {
+            assert!(*d <= e + 1e-6, "perturbation {d} outside the eps {e} ball");
+        }
+        assert!(v["clean"].as_f64().unwrap() >= 0.97);
+        assert!(acc[2] < acc[0] && acc[0] <= v["clean"].as_f64().unwrap() + 1e-9, "{acc:?}");
+    }
+    assert_eq!(f["method"], "fgsm");
+    let (fa, pa) = (f["accuracy"][1].as_f64().unwrap(), p["accuracy"][1].as_f64().unwrap());
+    assert!(pa <= fa + 0.02, "PGD ({pa}) weaker than FGSM ({fa})");
+    for m in ["fgsm", "pgd"] {
+        assert!(dir.join(m).join("robustness.png").exists());
+        assert!(dir.join(m).join("panel.png").exists());
+    }
+}

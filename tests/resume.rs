@@ -90,3 +90,29 @@ fn resume_without_a_checkpoint_is_a_clear_error() {
     assert!(!ok);
     assert!(log.contains("last.safetensors does not exist"), "{log}");
 }
+
+/// A loss that turns non-finite stops training with a clear message and leaves the existing
+/// checkpoint byte for byte as it was.
+#[test]
+fn non_finite_loss_stops_without_touching_the_checkpoint() {
+    let dir = temp_dir("nonfinite");
+    let data = dir.join("mnist");
+    mnist_subset(&data, 128, 10);
+    let cfg = tiny_config(&dir, 1, 32);
+    let out = dir.join("run");
+    let (ok, log) =
+        run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&out).arg("--config").arg(&cfg));
+    assert!(ok, "{log}");
+    let before = std::fs::read(out.join("last.safetensors")).unwrap();
+    let (ok, log) = run(hitomi()
+        .args(["classify", "train", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--lr", "1e38"]));
+    assert!(!ok, "an exploding run must fail:\n{log}");
+    assert!(log.contains("non-finite loss") && log.contains("left untouched"), "{log}");
+    assert_eq!(std::fs::read(out.join("last.safetensors")).unwrap(), before, "checkpoint changed");
+}

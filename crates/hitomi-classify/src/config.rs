@@ -27,6 +27,41 @@ pub enum PredictInput {
     Autocontrast,
 }
 
+/// Adversarial training (Goodfellow et al. 2015): the loss mixes clean and FGSM examples made on
+/// the fly, alpha * CE(clean) + (1 - alpha) * CE(fgsm(x, eps)).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adversarial {
+    pub eps: f64,
+    pub alpha: f64,
+}
+
+impl std::str::FromStr for Adversarial {
+    type Err = anyhow::Error;
+
+    /// `fgsm:EPS[:ALPHA]`, ALPHA 0.5 by default.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            anyhow::anyhow!(
+                "--adversarial `{s}`: expected fgsm:EPS[:ALPHA] with EPS in (0, 1] and ALPHA in [0, 1], e.g. fgsm:0.25"
+            )
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() < 2 || parts.len() > 3 || parts[0] != "fgsm" {
+            return Err(bad());
+        }
+        let eps: f64 = parts[1].parse().map_err(|_| bad())?;
+        let alpha: f64 = match parts.get(2) {
+            Some(a) => a.parse().map_err(|_| bad())?,
+            None => 0.5,
+        };
+        if !(eps > 0.0 && eps <= 1.0 && (0.0..=1.0).contains(&alpha)) {
+            return Err(bad());
+        }
+        Ok(Self { eps, alpha })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClassifyConfig {
@@ -43,6 +78,8 @@ pub struct ClassifyConfig {
     pub augment: AugmentConfig,
     pub train: TrainConfig,
     pub predict_input: PredictInput,
+    /// Mix FGSM examples into training.
+    pub adversarial: Option<Adversarial>,
 }
 
 impl Default for ClassifyConfig {
@@ -58,6 +95,7 @@ impl Default for ClassifyConfig {
             augment: AugmentConfig::default(),
             train: TrainConfig { epochs: 15, batch: 64, lr: 0.1, ..TrainConfig::default() },
             predict_input: PredictInput::Autocontrast,
+            adversarial: None,
         }
     }
 }
@@ -95,5 +133,17 @@ mod tests {
         let c: ClassifyConfig = toml::from_str("arch = \"resnet18\"\n[train]\nepochs = 3").unwrap();
         assert_eq!(c.train.epochs, 3);
         assert_eq!(c.arch, Arch::Resnet18);
+    }
+
+    #[test]
+    fn adversarial_spec_parses_or_says_what_is_expected() {
+        let a: Adversarial = "fgsm:0.25".parse().unwrap();
+        assert_eq!(a, Adversarial { eps: 0.25, alpha: 0.5 });
+        let a: Adversarial = "fgsm:0.3:0.7".parse().unwrap();
+        assert_eq!(a, Adversarial { eps: 0.3, alpha: 0.7 });
+        for bad in ["pgd:0.3", "fgsm", "fgsm:x", "fgsm:0.3:2", "fgsm:0"] {
+            let e = bad.parse::<Adversarial>().unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("fgsm:EPS[:ALPHA]"), "{e}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! hitomi-classify: image classification on the shared backbone: global-average-pool + linear head,
-//! cross-entropy, top-1/top-5/per-class accuracy and confusion matrix; `train`, `eval`, `predict`.
+//! cross-entropy, top-1/top-5/per-class accuracy and confusion matrix; `train`, `eval`, `predict`,
+//! and adversarial examples (`attack`, adversarial training).
 
+pub mod attack;
 pub mod cli;
 pub mod config;
 pub mod eval;

@@ -45,14 +45,23 @@ pub fn evaluate(
 }
 
 impl ClassifyTask {
+    /// Cross-entropy of a training batch; with adversarial training, clean and FGSM examples go
+    /// through the network as one batch (one set of BN statistics) and their losses are mixed.
     pub fn loss_of(&self, xs: &Tensor, ys: &Tensor) -> Result<Tensor> {
-        let logits = self.model.forward(xs, true)?;
         let opts = CrossEntropyOptions {
             label_smoothing: self.cfg.label_smoothing,
             ignore_index: None,
             reduction: Reduction::Mean,
         };
-        Ok(cross_entropy(&logits, ys, &opts)?)
+        let Some(adv) = self.cfg.adversarial else {
+            return Ok(cross_entropy(&self.model.forward(xs, true)?, ys, &opts)?);
+        };
+        let x_adv = crate::attack::fgsm(&self.model, xs, ys, adv.eps, true)?;
+        let b = xs.dims()[0];
+        let logits = self.model.forward(&Tensor::cat(&[xs, &x_adv], 0)?, true)?;
+        let clean = cross_entropy(&logits.narrow(0, 0, b)?, ys, &opts)?;
+        let attacked = cross_entropy(&logits.narrow(0, b, b)?, ys, &opts)?;
+        Ok(((clean * adv.alpha)? + (attacked * (1.0 - adv.alpha))?)?)
     }
 }
 

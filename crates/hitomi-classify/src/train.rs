@@ -11,12 +11,12 @@ use hitomi_train::cli::TrainArgs;
 use hitomi_train::run_dir::model_tensors;
 use hitomi_train::trainer::{fit, FitOptions, FitSummary};
 
-use crate::config::ClassifyConfig;
+use crate::config::{Adversarial, ClassifyConfig};
 use crate::model::Classifier;
 use crate::task::ClassifyTask;
 
 /// The effective config: the file (or the default), then command-line overrides.
-pub fn effective_config(args: &TrainArgs) -> Result<ClassifyConfig> {
+pub fn effective_config(args: &TrainArgs, adversarial: Option<Adversarial>) -> Result<ClassifyConfig> {
     let mut cfg = match &args.config {
         Some(p) => ClassifyConfig::from_toml_file(p)?,
         None => ClassifyConfig::default(),
@@ -32,6 +32,9 @@ pub fn effective_config(args: &TrainArgs) -> Result<ClassifyConfig> {
     }
     if let Some(v) = args.seed {
         cfg.train.seed = v;
+    }
+    if adversarial.is_some() {
+        cfg.adversarial = adversarial;
     }
     if args.save_every.is_some() {
         cfg.train.save_every_steps = args.save_every;
@@ -57,7 +60,7 @@ fn split_train_val(data: ClassificationData, cfg: &ClassifyConfig) -> (Classific
     (data.subset(&train), Some(data.subset(&val)))
 }
 
-pub fn run(args: &TrainArgs, quiet: bool) -> Result<FitSummary> {
+pub fn run(args: &TrainArgs, adversarial: Option<Adversarial>, quiet: bool) -> Result<FitSummary> {
     let device = Device::Cpu;
     let cfg = if args.resume {
         // The run's own config wins, so a resumed run is the same run.
@@ -65,7 +68,7 @@ pub fn run(args: &TrainArgs, quiet: bool) -> Result<FitSummary> {
         let s = std::fs::read_to_string(&p).with_context(|| format!("--resume: cannot read {}", p.display()))?;
         serde_json::from_str(&s).with_context(|| format!("{}: not a classification config", p.display()))?
     } else {
-        effective_config(args)?
+        effective_config(args, adversarial)?
     };
     let opts = OpenOptions { channels: cfg.channels, size: Some((cfg.image_size[0], cfg.image_size[1])) };
     let data = ClassificationData::open(&args.data, "train", &opts)?;

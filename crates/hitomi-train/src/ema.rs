@@ -51,3 +51,30 @@ impl Ema {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use hitomi_core::Init;
+
+    #[test]
+    fn shadow_follows_the_ramped_decay() -> Result<()> {
+        let store = ParamStore::new(0, &Device::Cpu);
+        store.root().weight("w", &[2], Init::Const(0.0))?;
+        let mut ema = Ema::new(&store, 0.9)?;
+        store.var("w").unwrap().set(&Tensor::new(&[1f32, 2.0], &Device::Cpu)?)?;
+        ema.update(&store)?;
+        let d = 0.9 * (1.0 - (-1.0f64 / 2000.0).exp());
+        let got: Vec<f32> = ema.tensors()[0].1.to_vec1()?;
+        assert!((got[0] as f64 - (1.0 - d)).abs() < 1e-6 && (got[1] as f64 - 2.0 * (1.0 - d)).abs() < 1e-6, "{got:?}");
+        // Saved and restored state continues identically.
+        let saved: HashMap<String, Tensor> = ema.state_tensors().into_iter().collect();
+        let mut other = Ema::new(&store, 0.9)?;
+        other.load_state(&saved, ema.updates)?;
+        ema.update(&store)?;
+        other.update(&store)?;
+        assert_eq!(ema.tensors()[0].1.to_vec1::<f32>()?, other.tensors()[0].1.to_vec1::<f32>()?);
+        Ok(())
+    }
+}

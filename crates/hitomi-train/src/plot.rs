@@ -126,3 +126,36 @@ pub fn confusion(path: &Path, matrix: &[Vec<u64>], classes: &[String]) -> Result
     }
     save_rgb(path, w, h, buf)
 }
+
+/// A simple line plot of named series (x, y) with markers.
+pub fn xy(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[(&str, Vec<f64>, Vec<f64>)]) -> Result<()> {
+    register_plot_font();
+    let (w, h) = (640u32, 420u32);
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let all_x = series.iter().flat_map(|s| s.1.iter().copied());
+        let xmax = all_x.fold(0f64, f64::max).max(1e-6) * 1.05;
+        let mut c = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..xmax, 0f64..1.02f64)
+            .map_err(err)?;
+        c.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(err)?;
+        for (i, (name, xs, ys)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = xs.iter().copied().zip(ys.iter().copied()).collect();
+            c.draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled()))).map_err(err)?;
+            c.draw_series(LineSeries::new(pts, color))
+                .map_err(err)?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+        }
+        c.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    save_rgb(path, w, h, buf)
+}
