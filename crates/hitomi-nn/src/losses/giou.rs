@@ -10,6 +10,9 @@ const EPS: f64 = 1e-7;
 
 /// boxes1, boxes2: (N, 4) xyxy; row i is compared with row i. Returns (N) or a scalar.
 pub fn giou_loss(boxes1: &Tensor, boxes2: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    if boxes1.dims() != boxes2.dims() || boxes1.dims().last() != Some(&4) {
+        candle_core::bail!("giou_loss: boxes {:?} and {:?}; expected two (N, 4)", boxes1.dims(), boxes2.dims());
+    }
     let col = |b: &Tensor, i: usize| b.narrow(D::Minus1, i, 1).and_then(|t| t.squeeze(D::Minus1));
     let (x1, y1, x2, y2) = (col(boxes1, 0)?, col(boxes1, 1)?, col(boxes1, 2)?, col(boxes1, 3)?);
     let (u1, v1, u2, v2) = (col(boxes2, 0)?, col(boxes2, 1)?, col(boxes2, 2)?, col(boxes2, 3)?);
@@ -17,6 +20,8 @@ pub fn giou_loss(boxes1: &Tensor, boxes2: &Tensor, reduction: Reduction) -> Resu
     let iy1 = y1.maximum(&v1)?;
     let ix2 = x2.minimum(&u2)?;
     let iy2 = y2.minimum(&v2)?;
+    // Clamping the overlap at 0 equals torchvision's mask (both sides positive) in value, and in
+    // gradient except for boxes that exactly touch.
     let zero = ix1.zeros_like()?;
     let inter = ((&ix2 - &ix1)?.maximum(&zero)? * (&iy2 - &iy1)?.maximum(&zero)?)?;
     let area1 = ((&x2 - &x1)? * (&y2 - &y1)?)?;
