@@ -2,4 +2,5 @@
 //! speed benchmark against the PyTorch reference.
 
 pub mod bench;
+pub mod data_cmd;
 pub mod tour;

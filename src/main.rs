@@ -15,7 +15,10 @@ enum Command {
     Tour(hitomi::tour::TourArgs),
     /// Speed of the two reference models (train, infer, latency, peak memory).
     Bench(hitomi::bench::BenchArgs),
-    /// Image classification: train | eval | predict.
+    /// Dataset generators (digit canvases).
+    #[command(subcommand)]
+    Data(hitomi::data_cmd::DataCommand),
+    /// Image classification: train | eval | predict | attack.
     #[command(subcommand)]
     Classify(hitomi_classify::cli::ClassifyCommand),
 }
@@ -24,6 +27,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Command::Tour(a) => hitomi::tour::run(&a).map(|_| ()),
         Command::Bench(a) => hitomi::bench::run(&a).map(|_| ()),
+        Command::Data(c) => hitomi::data_cmd::run(&c),
         Command::Classify(c) => hitomi_classify::cli::run(&c),
     }
 }

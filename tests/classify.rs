@@ -234,3 +234,47 @@ fn shipped_adversarial_weights_resist_fgsm() {
     let (clean, attacked) = fgsm("mnist-adv");
     assert!(clean >= 0.98 && attacked >= 0.85, "adversarial model: clean {clean}, FGSM {attacked}");
 }
+
+/// `hitomi data canvases` writes the YOLO and mask datasets over the same images.
+#[test]
+fn digit_canvases_in_yolo_and_mask_layouts() {
+    let dir = temp_dir("canvases");
+    let out = dir.join("canvases");
+    let (ok, log) = run(hitomi()
+        .args(["data", "canvases", "--digits"])
+        .arg(repo().join("assets/mnist"))
+        .args(["--split", "test", "--n", "20", "--seed", "3", "--out"])
+        .arg(&out));
+    assert!(ok, "{log}");
+    let yaml = std::fs::read_to_string(out.join("detect/data.yaml")).unwrap();
+    assert!(yaml.contains("names: [\"0\", \"1\"") && yaml.contains("val: images/test"), "{yaml}");
+    assert!(std::fs::read_to_string(out.join("segment/data.yaml")).unwrap().contains("names: [background, \"0\""));
+    for i in 0..20 {
+        let stem = format!("test_{i:05}");
+        let img = image::open(out.join(format!("detect/images/test/{stem}.png"))).unwrap().to_luma8();
+        assert_eq!(img.dimensions(), (96, 96));
+        let mask = image::open(out.join(format!("segment/masks/test/{stem}.png"))).unwrap().to_luma8();
+        assert!(mask.pixels().all(|p| p.0[0] <= 10));
+        let labels = std::fs::read_to_string(out.join(format!("detect/labels/test/{stem}.txt"))).unwrap();
+        for line in labels.lines() {
+            let f: Vec<f64> = line.split(' ').map(|v| v.parse().unwrap()).collect();
+            assert_eq!(f.len(), 5);
+            assert!(f[0] < 10.0 && f[1..].iter().all(|&v| v > 0.0 && v <= 1.0), "{line}");
+            // Every box holds pixels of its digit: the brightest pixel inside is a digit pixel.
+            let (cx, cy, w, h) = (f[1] * 96.0, f[2] * 96.0, f[3] * 96.0, f[4] * 96.0);
+            let mut max = 0u8;
+            for y in (cy - h / 2.0).round() as u32..(cy + h / 2.0).round() as u32 {
+                for x in (cx - w / 2.0).round() as u32..(cx + w / 2.0).round() as u32 {
+                    max = max.max(img.get_pixel(x, y).0[0]);
+                }
+            }
+            assert!(max >= 64, "box {line} holds no digit");
+        }
+    }
+    let (ok, log) = run(hitomi()
+        .args(["data", "canvases", "--digits"])
+        .arg(repo().join("assets/mnist"))
+        .args(["--split", "val", "--n", "1", "--out"])
+        .arg(&out));
+    assert!(!ok && log.contains("expected train or test"), "{log}");
+}

@@ -4,6 +4,7 @@
 
 pub mod augment;
 pub mod batch;
+pub mod canvas;
 pub mod classification;
 pub mod idx;
 pub mod image_folder;
