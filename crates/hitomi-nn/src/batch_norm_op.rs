@@ -5,13 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("batch norm: {what} must be f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("batch norm: {what} must be contiguous"),
-    }
-}
+use crate::cpu_slice::contiguous_f32;
 
 /// Per-channel mean and biased variance of x (B, C, H, W) -> (2, C), computed in f64 in two passes.
 struct ChannelStats;
@@ -23,7 +17,7 @@ impl CustomOp1 for ChannelStats {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        let x = f32s(s, l, "input")?;
+        let x = contiguous_f32(s, l, "batch norm input")?;
         let hw = h * w;
         let n = (b * hw) as f64;
         let stats: Vec<(f32, f32)> = (0..c)
@@ -62,9 +56,9 @@ impl CustomOp3 for NormalizeAffine {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, c, h, w) = l1.shape().dims4()?;
-        let x = f32s(s1, l1, "input")?;
-        let wt = f32s(s2, l2, "weight")?;
-        let bias = f32s(s3, l3, "bias")?;
+        let x = contiguous_f32(s1, l1, "batch norm input")?;
+        let wt = contiguous_f32(s2, l2, "batch norm weight")?;
+        let bias = contiguous_f32(s3, l3, "batch norm bias")?;
         let hw = h * w;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(i, (yp, xp))| {
@@ -112,8 +106,8 @@ impl candle_core::CustomOp2 for NormalizeBackward {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l1.shape().dims4()?;
-        let x = f32s(s1, l1, "input")?;
-        let dy = f32s(s2, l2, "output gradient")?;
+        let x = contiguous_f32(s1, l1, "batch norm input")?;
+        let dy = contiguous_f32(s2, l2, "batch norm output gradient")?;
         let hw = h * w;
         let n = (b * hw) as f64;
         let sums: Vec<(f64, f64)> = (0..c)

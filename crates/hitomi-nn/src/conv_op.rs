@@ -9,6 +9,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu_slice::contiguous_f32;
+
 /// Stride, padding and dilation (same in both directions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeom {
@@ -173,14 +175,6 @@ fn gemm_threads(batch: usize) -> usize {
     }
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("conv2d: {what} must be f32") };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("conv2d: {what} must be contiguous"),
-    }
-}
-
 /// y = conv2d(x, w): (B, C_in, H, W) x (C_out, C_in, kh, kw) -> (B, C_out, Ho, Wo).
 struct Conv2dForward(ConvGeom);
 
@@ -192,8 +186,8 @@ impl CustomOp2 for Conv2dForward {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
         let d = Dims::new(l1.dims(), l2.dims(), g)?;
-        let x = contiguous_f32(s1, l1, "input")?;
-        let w = contiguous_f32(s2, l2, "weight")?;
+        let x = contiguous_f32(s1, l1, "conv2d input")?;
+        let w = contiguous_f32(s2, l2, "conv2d weight")?;
         let (k, n) = (d.k(), d.hw_out());
         let mut out = vec![0f32; d.b * d.co * n];
         let threads = gemm_threads(d.b);
@@ -236,8 +230,8 @@ impl CustomOp2 for Conv2dInputGrad {
         let g = self.geom;
         let (b, ci, h, wd) = self.x_dims;
         let d = Dims::new(&[b, ci, h, wd], l2.dims(), g)?;
-        let dy = contiguous_f32(s1, l1, "output gradient")?;
-        let w = contiguous_f32(s2, l2, "weight")?;
+        let dy = contiguous_f32(s1, l1, "conv2d output gradient")?;
+        let w = contiguous_f32(s2, l2, "conv2d weight")?;
         let (k, n) = (d.k(), d.hw_out());
         let mut dx = vec![0f32; b * ci * h * wd];
         let threads = gemm_threads(d.b);
@@ -276,8 +270,8 @@ impl CustomOp2 for Conv2dWeightGrad {
         let g = self.geom;
         let (co, ci, kh, kw) = self.w_dims;
         let d = Dims::new(l1.dims(), &[co, ci, kh, kw], g)?;
-        let x = contiguous_f32(s1, l1, "input")?;
-        let dy = contiguous_f32(s2, l2, "output gradient")?;
+        let x = contiguous_f32(s1, l1, "conv2d input")?;
+        let dy = contiguous_f32(s2, l2, "conv2d output gradient")?;
         let (k, n) = (d.k(), d.hw_out());
         let n_chunks = d.b.div_ceil(WGRAD_CHUNK);
         let threads = gemm_threads(n_chunks);

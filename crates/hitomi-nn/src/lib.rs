@@ -5,6 +5,7 @@ pub mod batch_norm_op;
 pub mod blocks;
 pub mod conv;
 pub mod conv_op;
+mod cpu_slice;
 pub mod linear;
 pub mod losses;
 pub mod pool;

@@ -2,9 +2,10 @@
 //! max- or average-pooling unless kernel == stride (ResNet's 3x3 stride-2 stem overlaps), so both are
 //! `CustomOp`s whose backward is another `CustomOp` working on raw f32 slices, one B*C plane per task.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
+
+use crate::cpu_slice::contiguous_f32;
 
 /// Square window geometry shared by the pooling kernels.
 #[derive(Clone, Copy, Debug)]
@@ -62,14 +63,6 @@ impl PoolGeom {
 }
 
 /// The f32 elements of a contiguous storage (callers make tensors contiguous before applying ops).
-fn f32s<'a>(what: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else { candle_core::bail!("{what}: f32 tensor expected, got {:?}", s.dtype()) };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("{what}: contiguous tensor expected"),
-    }
-}
-
 struct MaxPool(PoolGeom);
 
 impl CustomOp1 for MaxPool {
@@ -79,7 +72,7 @@ impl CustomOp1 for MaxPool {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        let x = f32s(self.name(), s, l)?;
+        let x = contiguous_f32(s, l, self.name())?;
         let g = self.0;
         let (ho, wo) = (g.out(self.name(), h)?, g.out(self.name(), w)?);
         let mut y = vec![0f32; b * c * ho * wo];
@@ -110,8 +103,8 @@ impl CustomOp2 for MaxPoolBackward {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l1.shape().dims4()?;
-        let x = f32s(self.name(), s1, l1)?;
-        let dy = f32s(self.name(), s2, l2)?;
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let dy = contiguous_f32(s2, l2, self.name())?;
         let g = self.0;
         let (ho, wo) = (g.out(self.name(), h)?, g.out(self.name(), w)?);
         if l2.shape().dims() != [b, c, ho, wo] {
@@ -140,7 +133,7 @@ impl CustomOp1 for AvgPool {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        let x = f32s(self.name(), s, l)?;
+        let x = contiguous_f32(s, l, self.name())?;
         let g = self.0;
         let (ho, wo) = (g.out(self.name(), h)?, g.out(self.name(), w)?);
         let scale = 1.0 / (g.kernel * g.kernel) as f32;
@@ -178,7 +171,7 @@ impl CustomOp1 for AvgPoolBackward {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, ho, wo) = l.shape().dims4()?;
-        let dy = f32s(self.name(), s, l)?;
+        let dy = contiguous_f32(s, l, self.name())?;
         let (g, h, w) = (self.geom, self.h, self.w);
         if (g.out(self.name(), h)?, g.out(self.name(), w)?) != (ho, wo) {
             candle_core::bail!("{}: gradient {ho}x{wo} does not fit input {h}x{w}", self.name());
