@@ -15,6 +15,9 @@ enum Command {
     Tour(hitomi::tour::TourArgs),
     /// Speed of the two reference models (train, infer, latency, peak memory).
     Bench(hitomi::bench::BenchArgs),
+    /// Object detection (for now: COCO evaluation of a results file).
+    #[command(subcommand)]
+    Detect(hitomi_detect::cli::DetectCommand),
     /// Dataset generators (digit canvases).
     #[command(subcommand)]
     Data(hitomi::data_cmd::DataCommand),
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tour(a) => hitomi::tour::run(&a).map(|_| ()),
         Command::Bench(a) => hitomi::bench::run(&a).map(|_| ()),
         Command::Data(c) => hitomi::data_cmd::run(&c),
+        Command::Detect(c) => hitomi_detect::cli::run(&c),
         Command::Classify(c) => hitomi_classify::cli::run(&c),
     }
 }

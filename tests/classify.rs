@@ -278,3 +278,27 @@ fn digit_canvases_in_yolo_and_mask_layouts() {
         .arg(&out));
     assert!(!ok && log.contains("expected train or test"), "{log}");
 }
+
+/// `hitomi detect cocoeval` prints pycocotools' 12 lines and writes the stats as JSON.
+#[test]
+fn cocoeval_command_reproduces_pycocotools() {
+    let dir = temp_dir("cocoeval");
+    let case = repo().join("tests/fixtures/reference/coco/messy");
+    let json = dir.join("stats.json");
+    let (ok, log) = run(hitomi()
+        .args(["detect", "cocoeval", "--gt"])
+        .arg(case.join("gt.json"))
+        .arg("--dt")
+        .arg(case.join("dt.json"))
+        .arg("--json")
+        .arg(&json));
+    assert!(ok, "{log}");
+    assert!(log.contains(" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.313"), "{log}");
+    let got: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
+    for i in 0..12 {
+        let (g, e) = (got["stats"][i].as_f64().unwrap(), exp["stats"][i].as_f64().unwrap());
+        assert!((g - e).abs() <= 1e-6, "stat {i}: {g} vs {e}");
+    }
+}

@@ -1,0 +1,15 @@
+//! `hitomi-detect cocoeval`: parses flags and calls the library.
+
+use clap::Parser;
+use hitomi_detect::cli::{run, DetectCommand};
+
+#[derive(Parser)]
+#[command(name = "hitomi-detect", version, about = "Object detection with hitomi")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: DetectCommand,
+}
+
+fn main() -> anyhow::Result<()> {
+    run(&Cli::parse().cmd)
+}
