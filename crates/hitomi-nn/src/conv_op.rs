@@ -83,6 +83,15 @@ fn im2col(x: &[f32], d: &Dims, g: ConvGeom, cols: &mut [f32]) {
                     }
                     let src = &plane[iy as usize * d.w..(iy as usize + 1) * d.w];
                     let off = (kx * g.dilation) as isize - g.padding as isize;
+                    if g.stride == 1 {
+                        // Stride 1: the valid columns are one contiguous run of the source row.
+                        let lo = (-off).clamp(0, d.wo as isize) as usize;
+                        let hi = (d.w as isize - off).clamp(lo as isize, d.wo as isize) as usize;
+                        dst[..lo].fill(0.0);
+                        dst[lo..hi].copy_from_slice(&src[(lo as isize + off) as usize..(hi as isize + off) as usize]);
+                        dst[hi..].fill(0.0);
+                        continue;
+                    }
                     for (ox, v) in dst.iter_mut().enumerate() {
                         let ix = (ox * g.stride) as isize + off;
                         *v = if ix >= 0 && ix < d.w as isize { src[ix as usize] } else { 0.0 };
