@@ -61,3 +61,32 @@ pub fn max_rel_error(got: &Tensor, exp: &Tensor) -> Result<f64> {
     let m = exp.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()? as f64;
     Ok(d / m.max(1e-30))
 }
+
+/// Case `name` of the reference file `ops/<file>.json` with the tensors of `ops/<file>.safetensors`,
+/// after checking that the case calls `function` with (at least) the given `params`, so a test
+/// cannot silently drift from the case it claims to reproduce.
+pub fn reference_case(
+    file: &str,
+    name: &str,
+    function: &str,
+    params: &serde_json::Value,
+) -> Result<(serde_json::Value, HashMap<String, Tensor>)> {
+    let all = load_reference_json(&format!("ops/{file}.json"))?;
+    let tensors = load_reference(&format!("ops/{file}.safetensors"))?;
+    let case = all["cases"]
+        .as_array()
+        .context("cases")?
+        .iter()
+        .find(|c| c["name"] == name)
+        .with_context(|| format!("no case {name} in ops/{file}.json"))?
+        .clone();
+    if case["function"] != function {
+        bail!("{name}: reference function is {}, the test calls {function}", case["function"]);
+    }
+    for (k, v) in params.as_object().context("params must be an object")? {
+        if &case["params"][k] != v {
+            bail!("{name}: param {k} is {} in the reference, the test uses {v}", case["params"][k]);
+        }
+    }
+    Ok((case, tensors))
+}

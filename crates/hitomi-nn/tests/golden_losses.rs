@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Tensor, Var};
-use hitomi_core::testing::{assert_close, load_reference, load_reference_json};
+use hitomi_core::testing::{assert_close, load_reference_json, reference_case};
 use hitomi_nn::losses::{
     bce_with_logits, cross_entropy, giou_loss, l1_loss, log_softmax, sigmoid_focal_loss, smooth_l1_loss, softmax,
     CrossEntropyOptions, Reduction,
@@ -44,22 +44,7 @@ fn reproduce(
     params: Value,
     f: impl Fn(&Inputs) -> candle_core::Result<Tensor>,
 ) -> Result<()> {
-    let all = load_reference_json("ops/losses.json")?;
-    let t = load_reference("ops/losses.safetensors")?;
-    let case = all["cases"]
-        .as_array()
-        .context("cases")?
-        .iter()
-        .find(|c| c["name"] == name)
-        .with_context(|| format!("no case {name} in ops/losses.json"))?;
-    ensure!(case["function"] == function, "{name}: reference function is {}", case["function"]);
-    for (k, v) in params.as_object().context("params")? {
-        ensure!(
-            &case["params"][k] == v,
-            "{name}: param {k} is {} in the reference, the test uses {v}",
-            case["params"][k]
-        );
-    }
+    let (case, t) = reference_case("losses", name, function, &params)?;
     let tensor = |spec: &Value| -> Result<Tensor> {
         let key = spec["key"].as_str().context("key")?;
         t.get(key).cloned().with_context(|| format!("{name}: no tensor {key}"))

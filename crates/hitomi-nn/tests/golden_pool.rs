@@ -4,7 +4,7 @@
 
 use anyhow::{ensure, Context, Result};
 use candle_core::{Tensor, Var};
-use hitomi_core::testing::{assert_close, load_reference, load_reference_json};
+use hitomi_core::testing::{assert_close, load_reference_json, reference_case};
 use hitomi_nn::pool::{avg_pool2d, global_avg_pool, max_pool2d};
 use serde_json::{json, Value};
 
@@ -20,22 +20,7 @@ fn reproduce(
     params: Value,
     f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
 ) -> Result<()> {
-    let all = load_reference_json("ops/pool.json")?;
-    let t = load_reference("ops/pool.safetensors")?;
-    let case = all["cases"]
-        .as_array()
-        .context("cases")?
-        .iter()
-        .find(|c| c["name"] == name)
-        .with_context(|| format!("no case {name} in ops/pool.json"))?;
-    ensure!(case["function"] == function, "{name}: reference function is {}", case["function"]);
-    for (k, v) in params.as_object().context("params")? {
-        ensure!(
-            &case["params"][k] == v,
-            "{name}: param {k} is {} in the reference, the test uses {v}",
-            case["params"][k]
-        );
-    }
+    let (_case, t) = reference_case("pool", name, function, &params)?;
     let tensor = |key: String| t.get(&key).cloned().with_context(|| format!("{name}: no tensor {key}"));
 
     let input = Var::from_tensor(&tensor(format!("{name}.input"))?)?;
