@@ -21,8 +21,7 @@ fn tiny_model(dir: &Path) -> std::path::PathBuf {
     mnist_subset(&data, 64, 16);
     let cfg = tiny_config(dir, 1, 32);
     let out = dir.join("run");
-    let (ok, log) =
-        run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&out).arg("--config").arg(&cfg));
+    let (ok, log) = run(train_cmd(&data, &out, &cfg));
     assert!(ok, "{log}");
     out.join("best.safetensors")
 }
@@ -83,13 +82,7 @@ fn bad_datasets_are_named() {
     let dir = temp_dir("bad-data");
     let cfg = tiny_config(&dir, 1, 8);
     let train_err = |data: &Path| {
-        let (ok, log) = run(hitomi()
-            .args(["classify", "train", "--data"])
-            .arg(data)
-            .arg("--out")
-            .arg(dir.join("run"))
-            .arg("--config")
-            .arg(&cfg));
+        let (ok, log) = run(train_cmd(data, dir.join("run"), &cfg));
         assert!(!ok, "training should fail on {}", data.display());
         log
     };

@@ -9,13 +9,7 @@ fn train_eval_predict_on_real_digits() {
     mnist_subset(&data, 600, 200);
     let cfg = tiny_config(&dir, 3, 32);
     let run_dir = dir.join("run");
-    let (ok, log) = run(hitomi()
-        .args(["classify", "train", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&run_dir)
-        .arg("--config")
-        .arg(&cfg));
+    let (ok, log) = run(train_cmd(&data, &run_dir, &cfg));
     assert!(ok, "train failed:\n{log}");
     for f in
         ["config.json", "last.safetensors", "best.safetensors", "state.json", "metrics.csv", "curves.png", "steps.csv"]
@@ -100,19 +94,10 @@ fn backbone_transfer_reports_what_moved() {
     mnist_subset(&data, 200, 50);
     let cfg = tiny_config(&dir, 1, 32);
     let a = dir.join("a");
-    let (ok, log) =
-        run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&a).arg("--config").arg(&cfg));
+    let (ok, log) = run(train_cmd(&data, &a, &cfg));
     assert!(ok, "{log}");
     let b = dir.join("b");
-    let (ok, log) = run(hitomi()
-        .args(["classify", "train", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&b)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--backbone-weights")
-        .arg(a.join("best.safetensors")));
+    let (ok, log) = run(train_cmd(&data, &b, &cfg).arg("--backbone-weights").arg(a.join("best.safetensors")));
     assert!(ok, "{log}");
     // small ResNet: stem conv + bn (1 + 4) + 4 basic blocks (2 + 2 * 4 each) + 3 projections (1 + 4 each) = 60:
     // every backbone tensor moves; the head (fc) is skipped.
@@ -121,15 +106,7 @@ fn backbone_transfer_reports_what_moved() {
 
     // A torchvision resnet18 into a 1-channel small ResNet: nothing fits by shape -> clear error.
     let tv = repo().join("tests/fixtures/reference/resnet18/weights.safetensors");
-    let (ok, log) = run(hitomi()
-        .args(["classify", "train", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(dir.join("c"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--backbone-weights")
-        .arg(&tv));
+    let (ok, log) = run(train_cmd(&data, dir.join("c"), &cfg).arg("--backbone-weights").arg(&tv));
     assert!(!ok);
     assert!(log.contains("weights.safetensors") && log.contains("no backbone tensor matched"), "{log}");
 }

@@ -56,9 +56,21 @@ pub fn hitomi() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hitomi"))
 }
 
+/// `hitomi classify train --data DATA --out OUT --config CFG`, for more flags to be added.
+pub fn train_cmd(data: impl AsRef<Path>, out: impl AsRef<Path>, cfg: impl AsRef<Path>) -> Command {
+    let mut c = hitomi();
+    c.args(["classify", "train", "--data"])
+        .arg(data.as_ref())
+        .arg("--out")
+        .arg(out.as_ref())
+        .arg("--config")
+        .arg(cfg.as_ref());
+    c
+}
+
 /// Runs a command, returning (success, stdout + stderr).
-pub fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().expect("spawn");
+pub fn run(mut cmd: impl std::borrow::BorrowMut<Command>) -> (bool, String) {
+    let out = cmd.borrow_mut().output().expect("spawn");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }

@@ -12,14 +12,8 @@ fn killed_and_resumed_run_matches_a_straight_run() {
     mnist_subset(&data, 400, 50);
     let cfg = tiny_config(&dir, 2, 16);
     let train = |out: &std::path::Path| {
-        let mut c = hitomi();
-        c.args(["classify", "train", "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(out)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["--save-every", "3"]);
+        let mut c = train_cmd(&data, out, &cfg);
+        c.args(["--save-every", "3"]);
         c
     };
 
@@ -79,14 +73,7 @@ fn resume_without_a_checkpoint_is_a_clear_error() {
         serde_json::to_string(&hitomi_classify::ClassifyConfig::default()).unwrap(),
     )
     .unwrap();
-    let (ok, log) = run(hitomi()
-        .args(["classify", "train", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--resume"));
+    let (ok, log) = run(train_cmd(&data, &out, &cfg).arg("--resume"));
     assert!(!ok);
     assert!(log.contains("last.safetensors does not exist"), "{log}");
 }
@@ -100,18 +87,10 @@ fn non_finite_loss_stops_without_touching_the_checkpoint() {
     mnist_subset(&data, 128, 10);
     let cfg = tiny_config(&dir, 1, 32);
     let out = dir.join("run");
-    let (ok, log) =
-        run(hitomi().args(["classify", "train", "--data"]).arg(&data).arg("--out").arg(&out).arg("--config").arg(&cfg));
+    let (ok, log) = run(train_cmd(&data, &out, &cfg));
     assert!(ok, "{log}");
     let before = std::fs::read(out.join("last.safetensors")).unwrap();
-    let (ok, log) = run(hitomi()
-        .args(["classify", "train", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--lr", "1e38"]));
+    let (ok, log) = run(train_cmd(&data, &out, &cfg).args(["--lr", "1e38"]));
     assert!(!ok, "an exploding run must fail:\n{log}");
     assert!(log.contains("non-finite loss") && log.contains("left untouched"), "{log}");
     assert_eq!(std::fs::read(out.join("last.safetensors")).unwrap(), before, "checkpoint changed");
