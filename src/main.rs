@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hitomi", version, about = "CNN image analysis in Rust: classify, and more to come")]
+#[command(name = "hitomi", version, about = "CNN image analysis in Rust: classify, segment, detect")]
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
@@ -24,6 +24,9 @@ enum Command {
     /// Image classification: train | eval | predict | attack.
     #[command(subcommand)]
     Classify(hitomi_classify::cli::ClassifyCommand),
+    /// Semantic segmentation: train | eval | predict.
+    #[command(subcommand)]
+    Segment(hitomi_segment::cli::SegmentCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Data(c) => hitomi::data_cmd::run(&c),
         Command::Detect(c) => hitomi_detect::cli::run(&c),
         Command::Classify(c) => hitomi_classify::cli::run(&c),
+        Command::Segment(c) => hitomi_segment::cli::run(&c),
     }
 }

@@ -109,18 +109,21 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
         "seconds": t1.elapsed().as_secs_f64(),
     });
 
+    let (segment_summary, segment_row) = segment(args)?;
+
     let summary = json!({
         "hitomi": env!("CARGO_PKG_VERSION"),
         "seconds": started.elapsed().as_secs_f64(),
-        "tasks": { "classify": classify, "attack": attack_summary },
+        "tasks": { "classify": classify, "attack": attack_summary, "segment": segment_summary },
     });
     write_atomic(&args.out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     let md = format!(
         "# hitomi tour\n\n| task | data | figure | value | time |\n|---|---|---|---|---|\n\
          | classify | MNIST 7,000 train / 1,000 t10k | top-1 (t10k) | {:.2}% | {:.0} s |\n\
-         | attack | 200 t10k digits, FGSM | accuracy at eps 0.1 / 0.25 | {:.1}% / {:.1}% (clean {:.1}%) | {:.0} s |\n\n\
-         Plots: `classify/curves.png`, `classify/confusion.png`, `attack/robustness.png`, `attack/panel.png`; \
-         predictions: `classify/predict/`.\n",
+         | attack | 200 t10k digits, FGSM | accuracy at eps 0.1 / 0.25 | {:.1}% / {:.1}% (clean {:.1}%) | {:.0} s |\n\
+         {segment_row}\n\
+         Plots: `classify/curves.png`, `classify/confusion.png`, `attack/robustness.png`, `attack/panel.png`, \
+         `segment/curves.png`, `segment/confusion.png`; predictions: `classify/predict/`, `segment/predict/`.\n",
         100.0 * report.top1,
         t0.elapsed().as_secs_f64(),
         100.0 * fgsm.accuracy[1],
@@ -131,4 +134,67 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
     write_atomic(&args.out.join("report.md"), md.as_bytes())?;
     println!("{md}\nreport folder: {}", args.out.display());
     Ok(summary)
+}
+
+/// Segmentation: digit canvases from the bundled train digits (train) and t10k digits (test), the
+/// transposed-convolution decoder trained briefly; returns the summary and the report row.
+fn segment(args: &TourArgs) -> Result<(serde_json::Value, String)> {
+    eprintln!("== segment: U-Net decoder on digit canvases ==");
+    let t0 = Instant::now();
+    let canvases = args.out.join("data/canvases");
+    let mnist = args.assets.join("mnist");
+    let (n_train, n_test) = (600, 100);
+    hitomi_data::canvas::write_canvases(&mnist, "train", n_train, 0, &canvases)?;
+    hitomi_data::canvas::write_canvases(&mnist, "test", n_test, 1, &canvases)?;
+    let data = canvases.join("segment");
+    let run_dir = args.out.join("segment");
+    let train = TrainArgs {
+        data: data.clone(),
+        out: run_dir.clone(),
+        config: None,
+        epochs: Some(args.epochs),
+        batch: None,
+        lr: None,
+        seed: Some(0),
+        resume: false,
+        backbone_weights: None,
+        save_every: None,
+        max_steps: args.max_steps,
+    };
+    let fit = hitomi_segment::train::run(&train, None, None, false)?;
+    let eval = EvalArgs {
+        weights: run_dir.clone(),
+        data: data.clone(),
+        split: "test".into(),
+        json: Some(run_dir.join("eval.json")),
+        plots: Some(run_dir.clone()),
+    };
+    let outcome = hitomi_segment::eval::run(&eval)?;
+    let images: Vec<PathBuf> = (0..3).map(|i| data.join(format!("images/test/test_{i:05}.png"))).collect();
+    let predict = PredictArgs { weights: run_dir.clone(), out: run_dir.join("predict"), json: None, images };
+    hitomi_segment::predict::run(&predict)?;
+    let r = &outcome.report;
+    let seconds = t0.elapsed().as_secs_f64();
+    let summary = json!({
+        "train_canvases": n_train,
+        "test_canvases": n_test,
+        "epochs": fit.epochs,
+        "steps": fit.steps,
+        "train_seconds": fit.seconds,
+        "train_images_per_second": fit.images_per_second,
+        "val_miou": fit.best,
+        "test_miou": r.miou,
+        "test_pixel_accuracy": r.pixel_accuracy,
+        "iou_per_class": r.iou_per_class,
+        "parameters": outcome.parameters,
+        "infer_images_per_second": outcome.images_per_second,
+        "files": ["segment/curves.png", "segment/confusion.png", "segment/eval.json", "segment/predict/"],
+        "seconds": seconds,
+    });
+    let row = format!(
+        "| segment | {n_train} / {n_test} digit canvases (train / t10k digits) | mIoU / pixel accuracy | {:.1}% / {:.1}% | {seconds:.0} s |",
+        100.0 * r.miou,
+        100.0 * r.pixel_accuracy
+    );
+    Ok((summary, row))
 }

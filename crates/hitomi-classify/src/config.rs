@@ -5,16 +5,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use hitomi_backbone::Arch;
 use hitomi_data::augment::AugmentConfig;
+pub use hitomi_data::Normalize;
 use hitomi_train::TrainConfig;
 use serde::{Deserialize, Serialize};
-
-/// Per-channel input normalisation: x' = (x - mean) / std, x in [0, 1].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Normalize {
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-}
 
 /// How `predict` prepares an arbitrary photo or scan before the model sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +82,7 @@ impl Default for ClassifyConfig {
             arch: Arch::Small,
             channels: 1,
             image_size: [28, 28],
-            normalize: Normalize { mean: vec![0.1307], std: vec![0.3081] },
+            normalize: Normalize::mnist(),
             label_smoothing: 0.1,
             val_fraction: 0.05,
             augment: AugmentConfig::default(),
@@ -109,11 +102,7 @@ impl ClassifyConfig {
 
     pub fn validate(&self) -> Result<()> {
         anyhow::ensure!(matches!(self.channels, 1 | 3), "config: channels = {}; expected 1 or 3", self.channels);
-        anyhow::ensure!(
-            self.normalize.mean.len() == self.channels && self.normalize.std.len() == self.channels,
-            "config: normalize.mean and normalize.std need {} value(s), one per channel",
-            self.channels
-        );
+        self.normalize.validate(self.channels)?;
         anyhow::ensure!(self.image_size[0] >= 8 && self.image_size[1] >= 8, "config: image_size must be at least 8x8");
         anyhow::ensure!((0.0..0.9).contains(&self.val_fraction), "config: val_fraction must be in [0, 0.9)");
         Ok(())

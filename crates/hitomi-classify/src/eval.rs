@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::Device;
-use hitomi_core::checkpoint::{read_weights, write_atomic};
+use hitomi_core::checkpoint::write_atomic;
 use hitomi_core::ParamStore;
 use hitomi_data::classification::{ClassificationData, OpenOptions};
 use hitomi_train::cli::EvalArgs;
 use hitomi_train::plot;
-use hitomi_train::run_dir::{model_tensors, resolve_weights};
+use hitomi_train::weights::TaskWeights;
 
 use crate::config::ClassifyConfig;
 use crate::metrics::ClassificationReport;
@@ -28,22 +28,12 @@ pub struct LoadedClassifier {
 
 /// Loads `--weights DIR_OR_FILE`; refuses files of another task and lists every tensor mismatch.
 pub fn load_classifier(weights: &Path, device: &Device) -> Result<LoadedClassifier> {
-    let path = resolve_weights(weights)?;
-    let w = read_weights(&path)?;
-    let name = path.display().to_string();
-    match w.meta("hitomi.task") {
-        Some("classify") => {}
-        Some(other) => bail!("{name}: weights of a `{other}` model; expected a classification model"),
-        None => bail!("{name}: no hitomi metadata (hitomi.task); expected weights written by hitomi-classify train"),
-    }
-    let cfg: ClassifyConfig = serde_json::from_str(w.meta("hitomi.config").context("no hitomi.config")?)
-        .with_context(|| format!("{name}: bad hitomi.config metadata"))?;
-    let classes: Vec<String> = serde_json::from_str(w.meta("hitomi.classes").context("no hitomi.classes")?)
-        .with_context(|| format!("{name}: bad hitomi.classes metadata"))?;
+    let w = TaskWeights::open(weights, "classify")?;
+    let cfg: ClassifyConfig = w.config()?;
     let store = ParamStore::new(0, device);
-    let model = Classifier::new(&store, &cfg, classes.len())?;
-    store.load_checked(&model_tensors(&w), &name, &|_| false)?;
-    Ok(LoadedClassifier { model, cfg, classes, store, path })
+    let model = Classifier::new(&store, &cfg, w.classes.len())?;
+    w.load_into(&store)?;
+    Ok(LoadedClassifier { model, cfg, classes: w.classes, store, path: w.path })
 }
 
 pub fn run(args: &EvalArgs) -> Result<ClassificationReport> {

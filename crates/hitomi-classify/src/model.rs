@@ -21,9 +21,7 @@ impl Classifier {
         let backbone = ResNet::new(&store.root(), &ResNetConfig::from_arch(cfg.arch, cfg.channels))?;
         let c = *backbone.out_channels().last().expect("a backbone has levels");
         let fc = Linear::new(&store.root().pp("fc").group("head"), c, num_classes)?;
-        let dev = store.device();
-        let mean = Tensor::from_vec(cfg.normalize.mean.clone(), (1, cfg.channels, 1, 1), &dev)?;
-        let std = Tensor::from_vec(cfg.normalize.std.clone(), (1, cfg.channels, 1, 1), &dev)?;
+        let (mean, std) = cfg.normalize.tensors(&store.device())?;
         Ok(Self { backbone, fc, mean, std })
     }
 

@@ -5,12 +5,16 @@ pub mod batch_norm_op;
 pub mod blocks;
 pub mod conv;
 pub mod conv_op;
+pub mod conv_transpose;
 mod cpu_slice;
 pub mod linear;
 pub mod losses;
 pub mod pool;
+pub mod upsample;
 
 pub use batch_norm::BatchNorm2d;
 pub use blocks::{BasicBlock, Bottleneck};
 pub use conv::{Activation, Conv2d, Conv2dConfig, ConvBnAct};
+pub use conv_transpose::ConvTranspose2d;
 pub use linear::Linear;
+pub use upsample::{upsample2d, upsample_bilinear2d, UpsampleMode};

@@ -10,8 +10,10 @@ pub mod optim;
 pub mod plot;
 pub mod run_dir;
 pub mod schedule;
+pub mod setup;
 pub mod task;
 pub mod trainer;
+pub mod weights;
 
 pub use config::{OptimizerConfig, ScheduleConfig, TrainConfig};
 pub use task::{Metrics, StepLoss, Task};

@@ -2,6 +2,7 @@
 
 mod bce;
 mod cross_entropy;
+mod dice;
 mod focal;
 mod giou;
 mod l1;
@@ -9,6 +10,7 @@ mod reduce;
 
 pub use bce::bce_with_logits;
 pub use cross_entropy::{cross_entropy, log_softmax, softmax, CrossEntropyOptions};
+pub use dice::dice_loss;
 pub use focal::sigmoid_focal_loss;
 pub use giou::giou_loss;
 pub use l1::{l1_loss, smooth_l1_loss};

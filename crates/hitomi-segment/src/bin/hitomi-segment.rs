@@ -1,0 +1,15 @@
+//! `hitomi-segment train|eval|predict`: parses flags and calls the library.
+
+use clap::Parser;
+use hitomi_segment::cli::{run, SegmentCommand};
+
+#[derive(Parser)]
+#[command(name = "hitomi-segment", version, about = "Semantic segmentation with hitomi")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: SegmentCommand,
+}
+
+fn main() -> anyhow::Result<()> {
+    run(&Cli::parse().cmd)
+}
