@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hitomi", version, about = "CNN image analysis in Rust: classify, segment, detect")]
+#[command(name = "hitomi", version, about = "CNN image analysis in Rust: classify, segment, detect, anomaly")]
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
@@ -27,6 +27,9 @@ enum Command {
     /// Semantic segmentation: train | eval | predict.
     #[command(subcommand)]
     Segment(hitomi_segment::cli::SegmentCommand),
+    /// Anomaly detection from pretrained features: train | eval | predict | bench-mnist.
+    #[command(subcommand)]
+    Anomaly(hitomi_anomaly::cli::AnomalyCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Command::Detect(c) => hitomi_detect::cli::run(&c),
         Command::Classify(c) => hitomi_classify::cli::run(&c),
         Command::Segment(c) => hitomi_segment::cli::run(&c),
+        Command::Anomaly(c) => hitomi_anomaly::cli::run(&c),
     }
 }

@@ -109,12 +109,13 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
         "seconds": t1.elapsed().as_secs_f64(),
     });
 
-    let (segment_summary, segment_row) = segment(args)?;
+    let (segment_summary, segment_row) = segment(args, &run_dir)?;
+    let (anomaly_summary, anomaly_row) = anomaly(args)?;
 
     let summary = json!({
         "hitomi": env!("CARGO_PKG_VERSION"),
         "seconds": started.elapsed().as_secs_f64(),
-        "tasks": { "classify": classify, "attack": attack_summary, "segment": segment_summary },
+        "tasks": { "classify": classify, "attack": attack_summary, "segment": segment_summary, "anomaly": anomaly_summary },
     });
     write_atomic(&args.out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     let md = format!(
@@ -122,8 +123,10 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
          | classify | MNIST 7,000 train / 1,000 t10k | top-1 (t10k) | {:.2}% | {:.0} s |\n\
          | attack | 200 t10k digits, FGSM | accuracy at eps 0.1 / 0.25 | {:.1}% / {:.1}% (clean {:.1}%) | {:.0} s |\n\
          {segment_row}\n\
+         {anomaly_row}\n\
          Plots: `classify/curves.png`, `classify/confusion.png`, `attack/robustness.png`, `attack/panel.png`, \
-         `segment/curves.png`, `segment/confusion.png`; predictions: `classify/predict/`, `segment/predict/`.\n",
+         `segment/curves.png`, `segment/confusion.png`, `anomaly/roc.png`; predictions: `classify/predict/`, \
+         `segment/predict/`, `anomaly/predict/`.\n",
         100.0 * report.top1,
         t0.elapsed().as_secs_f64(),
         100.0 * fgsm.accuracy[1],
@@ -137,8 +140,9 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
 }
 
 /// Segmentation: digit canvases from the bundled train digits (train) and t10k digits (test), the
-/// transposed-convolution decoder trained briefly; returns the summary and the report row.
-fn segment(args: &TourArgs) -> Result<(serde_json::Value, String)> {
+/// transposed-convolution decoder trained briefly on top of the backbone the classifier just learned
+/// (pretrain once, fine-tune elsewhere); returns the summary and the report row.
+fn segment(args: &TourArgs, classifier: &std::path::Path) -> Result<(serde_json::Value, String)> {
     eprintln!("== segment: U-Net decoder on digit canvases ==");
     let t0 = Instant::now();
     let canvases = args.out.join("data/canvases");
@@ -157,7 +161,7 @@ fn segment(args: &TourArgs) -> Result<(serde_json::Value, String)> {
         lr: None,
         seed: Some(0),
         resume: false,
-        backbone_weights: None,
+        backbone_weights: Some(classifier.to_path_buf()),
         save_every: None,
         max_steps: args.max_steps,
     };
@@ -176,6 +180,7 @@ fn segment(args: &TourArgs) -> Result<(serde_json::Value, String)> {
     let r = &outcome.report;
     let seconds = t0.elapsed().as_secs_f64();
     let summary = json!({
+        "backbone": "the tour classifier's (transferred)",
         "train_canvases": n_train,
         "test_canvases": n_test,
         "epochs": fit.epochs,
@@ -195,6 +200,52 @@ fn segment(args: &TourArgs) -> Result<(serde_json::Value, String)> {
         "| segment | {n_train} / {n_test} digit canvases (train / t10k digits) | mIoU / pixel accuracy | {:.1}% / {:.1}% | {seconds:.0} s |",
         100.0 * r.miou,
         100.0 * r.pixel_accuracy
+    );
+    Ok((summary, row))
+}
+
+/// Anomaly detection: a brick-texture category from the generator, fitted on its normal crops with
+/// the shipped label-free backbone, scored on good and defective crops; returns summary and row.
+fn anomaly(args: &TourArgs) -> Result<(serde_json::Value, String)> {
+    eprintln!("== anomaly: frozen-feature memory on generated brick defects ==");
+    let t0 = Instant::now();
+    let data = args.out.join("data/brick");
+    let texture = args.assets.join("textures/brick.png");
+    hitomi_data::textures::write_textures(&texture, &data, 0, &hitomi_data::textures::TextureOptions::default())?;
+    let run_dir = args.out.join("anomaly");
+    let train = hitomi_anomaly::train::AnomalyTrainArgs {
+        data: data.clone(),
+        out: run_dir.clone(),
+        backbone_weights: None,
+        config: None,
+        image_size: None,
+        image_score: None,
+    };
+    hitomi_anomaly::train::run(&train, false)?;
+    let eval = hitomi_anomaly::eval::AnomalyEvalArgs {
+        weights: run_dir.clone(),
+        data: data.clone(),
+        json: Some(run_dir.join("eval.json")),
+        plots: Some(run_dir.clone()),
+    };
+    let r = hitomi_anomaly::eval::run(&eval, false)?;
+    let images =
+        vec![data.join("test/good/000.png"), data.join("test/hole/000.png"), data.join("test/scratch/000.png")];
+    let predict = PredictArgs { weights: run_dir.clone(), out: run_dir.join("predict"), json: None, images };
+    hitomi_anomaly::predict::run(&predict)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let summary = json!({
+        "category": "brick (generated: 60 train/good, 20 test/good, 40 defective)",
+        "image_auroc": r.image_auroc,
+        "pixel_auroc": r.pixel_auroc,
+        "per_defect": r.per_defect,
+        "files": ["anomaly/roc.png", "anomaly/eval.json", "anomaly/predict/"],
+        "seconds": seconds,
+    });
+    let row = format!(
+        "| anomaly | brick texture, 60 normal crops / 60 test crops | image / pixel AUROC | {:.3} / {} | {seconds:.0} s |",
+        r.image_auroc,
+        r.pixel_auroc.map_or("-".into(), |p| format!("{p:.3}"))
     );
     Ok((summary, row))
 }

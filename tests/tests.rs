@@ -1,8 +1,10 @@
 //! Integration tests on the bundled sample data: one test binary, a module per concern.
 
+mod anomaly;
 mod bad_input;
 mod classify;
 mod common;
 mod lecture;
 mod resume;
 mod segment;
+mod tour;

@@ -12,9 +12,12 @@ pub mod image_folder;
 pub mod index_mask;
 pub mod loader;
 pub mod mnist;
+pub mod mvtec;
 pub mod normalize;
+pub mod patches;
 pub mod pixels;
 pub mod segmentation;
+pub mod textures;
 
 pub use augment::{augment, AugmentConfig};
 pub use batch::classification_batch;

@@ -148,16 +148,17 @@ impl RunDir {
     }
 }
 
-/// Resolves `--weights DIR_OR_FILE`: a run folder gives its `best.safetensors` (else `last`).
+/// Resolves `--weights DIR_OR_FILE`: a run folder gives its `best.safetensors` (else `last`, else `model`).
 pub fn resolve_weights(p: &Path) -> Result<PathBuf> {
     if p.is_dir() {
-        for name in ["best.safetensors", "last.safetensors"] {
+        // model.safetensors: fitted models without a training loop (anomaly memory banks).
+        for name in ["best.safetensors", "last.safetensors", "model.safetensors"] {
             if p.join(name).exists() {
                 return Ok(p.join(name));
             }
         }
         bail!(
-            "{}: a folder without best.safetensors or last.safetensors; expected a run folder or a weights file",
+            "{}: a folder without best.safetensors, last.safetensors or model.safetensors; expected a run folder or a weights file",
             p.display()
         );
     }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cli::TrainArgs;
 use crate::config::TrainConfig;
-use crate::run_dir::model_tensors;
+use crate::run_dir::{model_tensors, resolve_weights};
 
 /// `--epochs`, `--batch`, `--lr`, `--seed`, `--save-every` override the config file.
 pub fn apply_overrides(cfg: &mut TrainConfig, args: &TrainArgs) {
@@ -58,9 +58,10 @@ pub fn holdout_split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usi
     (train, val)
 }
 
-/// `--backbone-weights FILE`: copies the tensors of the `backbone` group that the file has with
-/// matching shapes, and says what was skipped.
+/// `--backbone-weights FILE_OR_RUN`: copies the tensors of the `backbone` group that the file has
+/// with matching shapes, and says what was skipped.
 pub fn load_backbone_weights(store: &ParamStore, path: &Path) -> Result<()> {
+    let path = &resolve_weights(path)?;
     let w = read_weights(path)?;
     let report = store.transfer(&model_tensors(&w), "backbone", &path.display().to_string())?;
     eprintln!(

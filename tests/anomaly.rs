@@ -1,0 +1,104 @@
+//! Anomaly detection end to end: a texture category from the generator, fitted with the default
+//! backbone (trained without MNIST labels), scored (JSON keys, AUROC on brick), heat maps; the
+//! one-class MNIST protocol on a subset; bad category folders named.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{hitomi, repo, run, temp_dir};
+
+fn textures(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let (ok, log) = run(hitomi()
+        .args(["data", "textures", "--texture"])
+        .arg(repo().join(format!("assets/textures/{name}.png")))
+        .args(["--seed", "0", "--out"])
+        .arg(&out));
+    assert!(ok, "{log}");
+    out
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn fit_eval_predict_on_a_generated_texture_category() {
+    let dir = temp_dir("anomaly-e2e");
+    let data = textures(&dir, "brick");
+    let model = dir.join("model");
+    let (ok, log) =
+        run(hitomi().current_dir(repo()).args(["anomaly", "train", "--data"]).arg(&data).arg("--out").arg(&model));
+    assert!(ok, "{log}");
+    assert!(log.contains("models/anomaly/backbone.safetensors"), "the default backbone is used: {log}");
+    let j = dir.join("eval/metrics.json");
+    let (ok, log) =
+        run(hitomi().args(["anomaly", "eval", "--weights"]).arg(&model).arg("--data").arg(&data).arg("--json").arg(&j));
+    assert!(ok, "{log}");
+    let v = json(&j);
+    assert_eq!(v["task"], "anomaly");
+    assert_eq!((v["n_good"].as_u64(), v["n_defect"].as_u64()), (Some(20), Some(40)));
+    let image = v["image_auroc"].as_f64().unwrap();
+    let pixel = v["pixel_auroc"].as_f64().unwrap();
+    // Measured 0.966 pixel AUROC on brick; image-level scores are still weak (issue notes).
+    assert!(pixel > 0.9, "pixel AUROC {pixel}\n{log}");
+    assert!((0.0..=1.0).contains(&image));
+    assert!(dir.join("eval/roc.png").exists());
+
+    let pred = dir.join("pred");
+    let imgs = [data.join("test/hole/000.png"), data.join("test/good/000.png")];
+    let (ok, log) =
+        run(hitomi().args(["anomaly", "predict", "--weights"]).arg(&model).arg("--out").arg(&pred).args(&imgs));
+    assert!(ok, "{log}");
+    let p = json(&pred.join("predictions.json"));
+    assert_eq!(p.as_array().unwrap().len(), 2);
+    for e in p.as_array().unwrap() {
+        assert!(Path::new(e["heatmap"].as_str().unwrap()).exists());
+        assert!(e["score"].as_f64().unwrap().is_finite() && e["anomalous"].is_boolean());
+    }
+}
+
+#[test]
+fn one_class_mnist_on_a_subset_beats_chance_by_far() {
+    let dir = temp_dir("anomaly-mnist");
+    let j = dir.join("mnist.json");
+    let (ok, log) = run(hitomi()
+        .current_dir(repo())
+        .args(["anomaly", "bench-mnist", "--data", "assets/mnist", "--limit", "100", "--json"])
+        .arg(&j));
+    assert!(ok, "{log}");
+    let v = json(&j);
+    assert_eq!(v["auroc"].as_array().unwrap().len(), 10);
+    let mean = v["mean"].as_f64().unwrap();
+    assert!(mean > 90.0, "mean AUROC {mean} with 100 normal digits per class\n{log}");
+}
+
+#[test]
+fn bad_category_folders_are_named() {
+    let dir = temp_dir("anomaly-bad");
+    let train = |data: &Path| {
+        run(hitomi().current_dir(repo()).args(["anomaly", "train", "--data"]).arg(data).arg("--out").arg(dir.join("m")))
+    };
+    let (ok, log) = train(&dir.join("nothing"));
+    assert!(!ok && log.contains("no train/good folder"), "{log}");
+
+    let data = textures(&dir, "gravel");
+    let (ok, log) = train(&data);
+    assert!(ok, "{log}");
+    let eval = || run(hitomi().args(["anomaly", "eval", "--weights"]).arg(dir.join("m")).arg("--data").arg(&data));
+    // A mask of the wrong size names both files.
+    let mask = data.join("ground_truth/hole/000_mask.png");
+    let saved = std::fs::read(&mask).unwrap();
+    image::GrayImage::new(10, 12).save(&mask).unwrap();
+    let (ok, log) = eval();
+    assert!(
+        !ok && log.contains("000_mask.png is 10x12 (WxH) but its image") && log.contains("test/hole/000.png"),
+        "{log}"
+    );
+    // A test image without its mask while masks exist.
+    std::fs::remove_file(&mask).unwrap();
+    let (ok, log) = eval();
+    assert!(!ok && log.contains("test/hole/000.png: no mask; expected") && log.contains("000_mask.png"), "{log}");
+    std::fs::write(&mask, saved).unwrap();
+    let (ok, log) = eval();
+    assert!(ok, "{log}");
+}

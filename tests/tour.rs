@@ -1,0 +1,28 @@
+//! The README's main command, `hitomi tour`, as a smoke run: every task a few steps, the report
+//! and the summary written with a figure for every task.
+
+use crate::common::{hitomi, repo, run, temp_dir};
+
+#[test]
+fn tour_runs_every_task_and_writes_the_report() {
+    let out = temp_dir("tour").join("tour");
+    let (ok, log) =
+        run(hitomi().current_dir(repo()).args(["tour", "--epochs", "1", "--max-steps", "3", "--out"]).arg(&out));
+    assert!(ok, "{log}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let tasks = summary["tasks"].as_object().unwrap();
+    for task in ["classify", "attack", "segment", "anomaly"] {
+        assert!(tasks.contains_key(task), "{task} missing from {summary}");
+    }
+    assert!((0.0..=1.0).contains(&tasks["classify"]["test_top1"].as_f64().unwrap()));
+    assert!((0.0..=1.0).contains(&tasks["segment"]["test_miou"].as_f64().unwrap()));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for row in ["| classify |", "| attack |", "| segment |", "| anomaly |"] {
+        assert!(report.contains(row), "{row} missing:\n{report}");
+    }
+    for f in ["classify/confusion.png", "segment/confusion.png", "segment/predict/predictions.json", "anomaly/roc.png"]
+    {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+}
