@@ -27,6 +27,23 @@ pub struct TourArgs {
     pub max_steps: Option<usize>,
 }
 
+/// The training flags of a tour run: seed 0, the tour's epochs and step limit.
+fn train_args(args: &TourArgs, data: PathBuf, out: PathBuf, backbone_weights: Option<PathBuf>) -> TrainArgs {
+    TrainArgs {
+        data,
+        out,
+        config: None,
+        epochs: Some(args.epochs),
+        batch: None,
+        lr: None,
+        seed: Some(0),
+        resume: false,
+        backbone_weights,
+        save_every: None,
+        max_steps: args.max_steps,
+    }
+}
+
 /// Runs the tour; returns the summary it wrote.
 pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
     let started = Instant::now();
@@ -37,19 +54,7 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
     eprintln!("== classify: small ResNet on {} ==", mnist.display());
     let t0 = Instant::now();
     let run_dir = args.out.join("classify");
-    let train = TrainArgs {
-        data: mnist.clone(),
-        out: run_dir.clone(),
-        config: None,
-        epochs: Some(args.epochs),
-        batch: None,
-        lr: None,
-        seed: Some(0),
-        resume: false,
-        backbone_weights: None,
-        save_every: None,
-        max_steps: args.max_steps,
-    };
+    let train = train_args(args, mnist.clone(), run_dir.clone(), None);
     let fit = hitomi_classify::train::run(&train, None, false)?;
     let eval = EvalArgs {
         weights: run_dir.clone(),
@@ -152,19 +157,7 @@ fn segment(args: &TourArgs, classifier: &std::path::Path) -> Result<(serde_json:
     hitomi_data::canvas::write_canvases(&mnist, "test", n_test, 1, &canvases)?;
     let data = canvases.join("segment");
     let run_dir = args.out.join("segment");
-    let train = TrainArgs {
-        data: data.clone(),
-        out: run_dir.clone(),
-        config: None,
-        epochs: Some(args.epochs),
-        batch: None,
-        lr: None,
-        seed: Some(0),
-        resume: false,
-        backbone_weights: Some(classifier.to_path_buf()),
-        save_every: None,
-        max_steps: args.max_steps,
-    };
+    let train = train_args(args, data.clone(), run_dir.clone(), Some(classifier.to_path_buf()));
     let fit = hitomi_segment::train::run(&train, None, None, false)?;
     let eval = EvalArgs {
         weights: run_dir.clone(),

@@ -78,12 +78,7 @@ pub fn run(args: &BenchMnistArgs) -> Result<BenchMnistReport> {
         let s = model.score(&test_set, &test_idx, true)?;
         let labels: Vec<bool> = test.labels.iter().map(|&l| l != d).collect();
         let a = roc_auc(&labels, &s.image)?;
-        println!(
-            "digit {d}: AUROC {:5.1}  (Deep SVDD {:4.1})  [{} normal train digits]",
-            100.0 * a,
-            svdd,
-            idx.len()
-        );
+        println!("digit {d}: AUROC {:5.1}  (Deep SVDD {:4.1})  [{} normal train digits]", 100.0 * a, svdd, idx.len());
         auroc.push(100.0 * a);
     }
     let mean = auroc.iter().sum::<f64>() / 10.0;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hitomi_backbone::Arch;
 use hitomi_data::Normalize;
 use serde::{Deserialize, Serialize};
@@ -72,8 +72,7 @@ impl Default for AnomalyConfig {
 
 impl AnomalyConfig {
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let s = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
-        toml::from_str(&s).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        hitomi_train::setup::read_toml(path)
     }
 
     pub fn validate(&self, levels: usize) -> Result<()> {

@@ -2,7 +2,7 @@
 //! ground-truth masks (null without masks), per-defect image AUROC, JSON and `roc.png`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use hitomi_core::checkpoint::write_atomic;
@@ -126,10 +126,7 @@ pub fn run(args: &AnomalyEvalArgs, quiet: bool) -> Result<AnomalyReport> {
     if let Some(j) = &args.json {
         write_atomic(j, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
-    let plots = args.plots.clone().or_else(|| args.json.as_ref().and_then(|j| j.parent().map(Path::to_path_buf)));
-    if let Some(dir) = plots {
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-        std::fs::create_dir_all(&dir)?;
+    if let Some(dir) = hitomi_train::cli::plots_dir(&args.plots, &args.json)? {
         let (fx, fy) = thin(&roc_curve(&labels, &s.image)?, 200);
         let img_name = format!("image (AUROC {:.3})", report.image_auroc);
         let mut series = vec![(img_name.as_str(), fx, fy)];

@@ -65,10 +65,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalOutcome> {
     if let Some(j) = &args.json {
         write_atomic(j, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
-    let plots = args.plots.clone().or_else(|| args.json.as_ref().and_then(|j| j.parent().map(Path::to_path_buf)));
-    if let Some(dir) = plots {
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-        std::fs::create_dir_all(&dir)?;
+    if let Some(dir) = hitomi_train::cli::plots_dir(&args.plots, &args.json)? {
         plot::confusion(&dir.join("confusion.png"), &report.confusion, &m.classes)?;
     }
     Ok(EvalOutcome { report, images_per_second: ips, parameters })

@@ -123,14 +123,6 @@ impl Task for SegmentTask {
     }
 
     fn metadata(&self) -> HashMap<String, String> {
-        let mut m = HashMap::new();
-        m.insert("hitomi.task".into(), "segment".into());
-        m.insert(
-            "hitomi.arch".into(),
-            serde_json::to_string(&self.cfg.arch).unwrap_or_default().trim_matches('"').into(),
-        );
-        m.insert("hitomi.classes".into(), serde_json::to_string(&self.classes).unwrap_or_default());
-        m.insert("hitomi.config".into(), serde_json::to_string(&self.cfg).unwrap_or_default());
-        m
+        hitomi_train::task::task_metadata("segment", &self.cfg.arch, &self.classes, &self.cfg)
     }
 }

@@ -1,6 +1,6 @@
 //! Command-line flags shared by every task binary (GUIDE section 4).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -53,6 +53,16 @@ pub struct EvalArgs {
     /// Folder for plots (defaults to the folder of the JSON file, else none).
     #[arg(long)]
     pub plots: Option<PathBuf>,
+}
+
+/// The folder `eval` writes plots to: `--plots`, else the JSON file's folder, else none; created.
+pub fn plots_dir(plots: &Option<PathBuf>, json: &Option<PathBuf>) -> anyhow::Result<Option<PathBuf>> {
+    let Some(dir) = plots.clone().or_else(|| json.as_ref().and_then(|j| j.parent().map(Path::to_path_buf))) else {
+        return Ok(None);
+    };
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: cannot create ({e})", dir.display()))?;
+    Ok(Some(dir))
 }
 
 /// `predict --weights DIR_OR_FILE --out DIR [--json FILE] IMAGE...`

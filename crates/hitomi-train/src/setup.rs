@@ -32,6 +32,12 @@ pub fn apply_overrides(cfg: &mut TrainConfig, args: &TrainArgs) {
     }
 }
 
+/// Reads a TOML config file; unknown keys are errors that list the valid ones (serde's message).
+pub fn read_toml<C: DeserializeOwned>(path: &Path) -> Result<C> {
+    let s = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read config", path.display()))?;
+    toml::from_str(&s).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 /// The config a run was started with (`OUT/config.json`): a resumed run is the same run.
 pub fn resumed_config<C: DeserializeOwned>(out: &Path, what: &str) -> Result<C> {
     let p = out.join("config.json");

@@ -23,6 +23,21 @@ pub struct StepLoss {
     pub images: usize,
 }
 
+/// The metadata every task writes into its weight files: task, architecture, classes, config.
+pub fn task_metadata(
+    task: &str,
+    arch: &impl serde::Serialize,
+    classes: &[String],
+    config: &impl serde::Serialize,
+) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    m.insert("hitomi.task".into(), task.into());
+    m.insert("hitomi.arch".into(), serde_json::to_string(arch).unwrap_or_default().trim_matches('"').into());
+    m.insert("hitomi.classes".into(), serde_json::to_string(classes).unwrap_or_default());
+    m.insert("hitomi.config".into(), serde_json::to_string(config).unwrap_or_default());
+    m
+}
+
 pub trait Task {
     type Batch: Send + 'static;
 
