@@ -128,16 +128,16 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
          | classify | MNIST 7,000 train / 1,000 t10k | top-1 (t10k) | {:.2}% | {:.0} s |\n\
          | attack | 200 t10k digits, FGSM | accuracy at eps 0.1 / 0.25 | {:.1}% / {:.1}% (clean {:.1}%) | {:.0} s |\n\
          {segment_row}\n\
-         {anomaly_row}\n\
+         {anomaly_row}\n\n\
          Plots: `classify/curves.png`, `classify/confusion.png`, `attack/robustness.png`, `attack/panel.png`, \
          `segment/curves.png`, `segment/confusion.png`, `anomaly/roc.png`; predictions: `classify/predict/`, \
          `segment/predict/`, `anomaly/predict/`.\n",
         100.0 * report.top1,
-        t0.elapsed().as_secs_f64(),
+        classify["seconds"].as_f64().unwrap_or(0.0),
         100.0 * fgsm.accuracy[1],
         100.0 * fgsm.accuracy[3],
         100.0 * fgsm.clean,
-        t1.elapsed().as_secs_f64()
+        attack_summary["seconds"].as_f64().unwrap_or(0.0)
     );
     write_atomic(&args.out.join("report.md"), md.as_bytes())?;
     println!("{md}\nreport folder: {}", args.out.display());
