@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::{Device, Tensor, Var};
 
 /// `tests/fixtures/reference` of the workspace (copied from `../shared/reference`).
 pub fn reference_dir() -> PathBuf {
@@ -89,4 +89,36 @@ pub fn reference_case(
         }
     }
     Ok((case, tensors))
+}
+
+/// Checks that the case names of `ops/<file>.json` are exactly `ours` (the tests written for it).
+pub fn assert_cases_covered(file: &str, ours: &[&str]) -> Result<()> {
+    let all = load_reference_json(&format!("ops/{file}.json"))?;
+    let mut names: Vec<&str> =
+        all["cases"].as_array().context("cases")?.iter().filter_map(|c| c["name"].as_str()).collect();
+    names.sort_unstable();
+    let mut ours = ours.to_vec();
+    ours.sort_unstable();
+    ensure!(names == ours, "reference cases {names:?}, tests for {ours:?}");
+    Ok(())
+}
+
+/// Reproduces a one-input case `name` of `ops/<file>.json` (see `reference_case`): applies `f` to its
+/// `input` (a `Var`), compares with `<name>.output`, back-propagates sum(output * `<name>.grad_output`)
+/// and compares the input gradient with `<name>.grad_input`, at the ops tolerance (1e-5).
+pub fn reproduce_unary(
+    file: &str,
+    name: &str,
+    function: &str,
+    params: serde_json::Value,
+    f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<()> {
+    let (_case, t) = reference_case(file, name, function, &params)?;
+    let tensor = |key: String| t.get(&key).cloned().with_context(|| format!("{name}: no tensor {key}"));
+    let input = Var::from_tensor(&tensor(format!("{name}.input"))?)?;
+    let out = f(input.as_tensor())?;
+    assert_close(&format!("{name} output"), &out, &tensor(format!("{name}.output"))?, 1e-5, 1e-5, true)?;
+    let grads = (out * tensor(format!("{name}.grad_output"))?)?.sum_all()?.backward()?;
+    let got = grads.get(input.as_tensor()).with_context(|| format!("{name}: no gradient reached the input"))?;
+    assert_close(&format!("{name} grad_input"), got, &tensor(format!("{name}.grad_input"))?, 1e-5, 1e-5, true)
 }
