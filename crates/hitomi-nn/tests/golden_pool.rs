@@ -3,23 +3,12 @@
 //! upstream gradient `<case>.grad_output`, with the ops tolerance of the reference README.
 
 use anyhow::Result;
-use candle_core::Tensor;
 use hitomi_core::testing::{assert_cases_covered, reproduce_unary};
 use hitomi_nn::pool::{avg_pool2d, global_avg_pool, max_pool2d};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Every case of `ops/pool.json`, each reproduced by the test of the same name below.
 const CASES: [&str; 4] = ["max_k3_s2_p1", "max_k2_s2", "avg_k2_s2", "adaptive_avg_1x1"];
-
-/// Case `name` of this file's reference, input and gradient checked (`reproduce_unary`).
-fn reproduce(
-    name: &str,
-    function: &str,
-    params: Value,
-    f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
-) -> Result<()> {
-    reproduce_unary("pool", name, function, params, f)
-}
 
 #[test]
 fn every_reference_case_has_a_test() -> Result<()> {
@@ -29,7 +18,8 @@ fn every_reference_case_has_a_test() -> Result<()> {
 /// `max_k3_s2_p1`: ResNet's stem pool, 11x14 -> 6x7, overlapping windows and -inf padding.
 #[test]
 fn max_k3_s2_p1() -> Result<()> {
-    reproduce(
+    reproduce_unary(
+        "pool",
         "max_k3_s2_p1",
         "torch.nn.functional.max_pool2d",
         json!({"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "ceil_mode": false}),
@@ -40,7 +30,8 @@ fn max_k3_s2_p1() -> Result<()> {
 /// `max_k2_s2`: 10x13 -> 5x6, the last column dropped (floor mode).
 #[test]
 fn max_k2_s2() -> Result<()> {
-    reproduce(
+    reproduce_unary(
+        "pool",
         "max_k2_s2",
         "torch.nn.functional.max_pool2d",
         json!({"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0], "dilation": [1, 1], "ceil_mode": false}),
@@ -52,7 +43,8 @@ fn max_k2_s2() -> Result<()> {
 /// upsampled to 9x12 by nearest neighbour) would misplace rows and feed the dropped one.
 #[test]
 fn avg_k2_s2() -> Result<()> {
-    reproduce(
+    reproduce_unary(
+        "pool",
         "avg_k2_s2",
         "torch.nn.functional.avg_pool2d",
         json!({"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0], "ceil_mode": false}),
@@ -63,7 +55,11 @@ fn avg_k2_s2() -> Result<()> {
 /// `adaptive_avg_1x1`: adaptive_avg_pool2d to 1x1, i.e. `global_avg_pool` with the two unit dims kept.
 #[test]
 fn adaptive_avg_1x1() -> Result<()> {
-    reproduce("adaptive_avg_1x1", "torch.nn.functional.adaptive_avg_pool2d", json!({"output_size": [1, 1]}), |x| {
-        global_avg_pool(x)?.unsqueeze(2)?.unsqueeze(3)
-    })
+    reproduce_unary(
+        "pool",
+        "adaptive_avg_1x1",
+        "torch.nn.functional.adaptive_avg_pool2d",
+        json!({"output_size": [1, 1]}),
+        |x| global_avg_pool(x)?.unsqueeze(2)?.unsqueeze(3),
+    )
 }

@@ -3,23 +3,12 @@
 //! upstream gradient `<case>.grad_output`, with the ops tolerance of the reference README.
 
 use anyhow::Result;
-use candle_core::Tensor;
 use hitomi_core::testing::{assert_cases_covered, reproduce_unary};
 use hitomi_nn::upsample::{upsample2d, upsample_bilinear2d, UpsampleMode};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Every case of `ops/upsample.json`, each reproduced by the test of the same name below.
 const CASES: [&str; 3] = ["bilinear_x2", "nearest_x2", "bilinear_size_13x17"];
-
-/// Case `name` of this file's reference, input and gradient checked (`reproduce_unary`).
-fn reproduce(
-    name: &str,
-    function: &str,
-    params: Value,
-    f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
-) -> Result<()> {
-    reproduce_unary("upsample", name, function, params, f)
-}
 
 #[test]
 fn every_reference_case_has_a_test() -> Result<()> {
@@ -30,7 +19,8 @@ fn every_reference_case_has_a_test() -> Result<()> {
 /// pixel's missing right neighbour both occur on every border.
 #[test]
 fn bilinear_x2() -> Result<()> {
-    reproduce(
+    reproduce_unary(
+        "upsample",
         "bilinear_x2",
         "torch.nn.functional.interpolate",
         json!({"mode": "bilinear", "align_corners": false, "output_size": [10, 14]}),
@@ -41,7 +31,8 @@ fn bilinear_x2() -> Result<()> {
 /// `nearest_x2`: 5x7 -> 10x14, each input pixel copied to a 2x2 block and receiving its 4 gradients.
 #[test]
 fn nearest_x2() -> Result<()> {
-    reproduce(
+    reproduce_unary(
+        "upsample",
         "nearest_x2",
         "torch.nn.functional.interpolate",
         json!({"mode": "nearest", "output_size": [10, 14]}),
@@ -52,7 +43,8 @@ fn nearest_x2() -> Result<()> {
 /// `bilinear_size_13x17`: 5x7 -> 13x17, a non-integer scale, so the taps drift across pixels unevenly.
 #[test]
 fn bilinear_size_13x17() -> Result<()> {
-    reproduce(
+    reproduce_unary(
+        "upsample",
         "bilinear_size_13x17",
         "torch.nn.functional.interpolate",
         json!({"mode": "bilinear", "size": [13, 17], "align_corners": false, "output_size": [13, 17]}),
