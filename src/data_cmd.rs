@@ -54,7 +54,7 @@ pub struct PatchArgs {
 
 #[derive(Args, Debug)]
 pub struct TextureArgs {
-    /// Texture photograph (PNG or JPEG, read as grey), at least twice the crop size each way.
+    /// Texture photograph (PNG or JPEG, read as grey), at least two tiles of 4/3 the crop size.
     #[arg(long)]
     pub texture: PathBuf,
     /// Output MVTec AD category folder (train/, test/, ground_truth/).
@@ -65,10 +65,10 @@ pub struct TextureArgs {
     /// Crop side in pixels.
     #[arg(long, default_value_t = 96)]
     pub size: usize,
-    /// Crops in train/good (from the top 60% of the photo's rows).
+    /// Crops in train/good (from the train tiles of a checkerboard over the photo).
     #[arg(long, default_value_t = 60)]
     pub train: usize,
-    /// Crops in test/good (from the bottom 40%).
+    /// Crops in test/good (from the test tiles, the other colour of the checkerboard).
     #[arg(long, default_value_t = 20)]
     pub test_good: usize,
     /// Crops per defect type in test/<defect>, each with its mask.

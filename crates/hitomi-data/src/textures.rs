@@ -20,8 +20,11 @@ pub const DEFECTS: [&str; 4] = ["scratch", "hole", "stain", "patch"];
 /// moves (the faint rim of soft edges) are put back to the clean value, so the mask is exactly the set
 /// of changed pixels and every masked pixel differs from the clean crop by at least 9 levels.
 pub const MASK_MIN_CHANGE: i16 = 8;
-/// Fraction of the photo's rows that train crops come from (the top); test crops come from the rest.
-pub const TRAIN_ROWS: f64 = 0.6;
+/// Train and test crops come from alternating square tiles of the photo (a checkerboard), so the two
+/// regions never share a pixel yet see the same lighting and the same mix of the texture: a split into
+/// a top and a bottom part made every test crop of grass look anomalous next to the train crops.
+/// A tile's side is this many times the crop's (rounded up), which leaves room to move a crop in it.
+pub const TILE_PER_CROP: f64 = 4.0 / 3.0;
 /// Smallest crop side: the largest stain (about 33 px with its soft edge) fits with a margin.
 pub const MIN_SIZE: usize = 48;
 /// Attempts per defect image before giving up (only a near-flat texture runs out).
@@ -63,7 +66,7 @@ pub struct Texture {
     pub pixels: Vec<u8>,
 }
 
-/// Which rows a crop may come from.
+/// Which tiles a crop may come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Region {
     Train,
@@ -71,38 +74,63 @@ pub enum Region {
 }
 
 impl Texture {
-    /// Reads `path` as grey (luma) and checks that `size` x `size` crops fit twice in each direction,
-    /// which leaves room for a train and a test region of at least one crop each.
+    /// Reads `path` as grey (luma) and checks that it holds at least two tiles (one train, one test).
     pub fn open(path: &Path, size: usize) -> Result<Self> {
         let img = read_image(path)?.to_luma8();
-        let (width, height) = (img.width() as usize, img.height() as usize);
-        if width < 2 * size || height < 2 * size {
+        let tex = Self { width: img.width() as usize, height: img.height() as usize, pixels: img.into_raw() };
+        let (nx, ny, tile) = tex.tiles(size);
+        if nx * ny < 2 {
             bail!(
-                "{}: texture is {width}x{height}; crops of {size}x{size} need at least {}x{} (train and test \
-                 crops come from separate regions)",
+                "{}: texture is {}x{}; crops of {size}x{size} come from alternating {tile}x{tile} tiles (train and \
+                 test from separate tiles), so it must be at least {}x{tile} or {tile}x{}",
                 path.display(),
-                2 * size,
-                2 * size
+                tex.width,
+                tex.height,
+                2 * tile,
+                2 * tile
             );
         }
-        Ok(Self { width, height, pixels: img.into_raw() })
+        Ok(tex)
     }
 
-    /// First test row: train crops lie in rows [0, split), test crops in [split, H). It is
-    /// round(0.6 H), clamped so that each region holds at least one crop.
-    pub fn split_row(&self, size: usize) -> usize {
-        ((self.height as f64 * TRAIN_ROWS).round() as usize).clamp(size, self.height - size)
+    /// (tiles across, tiles down, tile side) for crops of `size`; the last partial row or column of
+    /// tiles is not used.
+    pub fn tiles(&self, size: usize) -> (usize, usize, usize) {
+        let tile = (size as f64 * TILE_PER_CROP).ceil() as usize;
+        (self.width / tile, self.height / tile, tile)
     }
 
-    /// A uniform crop origin (x, y) whose whole size x size crop lies inside `region`; crops within a
-    /// region may overlap.
+    /// The region of tile (column i, row j): train where i + j is even, test where it is odd.
+    pub fn tile_region(i: usize, j: usize) -> Region {
+        if (i + j) % 2 == 0 {
+            Region::Train
+        } else {
+            Region::Test
+        }
+    }
+
+    /// A uniform crop origin (x, y) whose whole w x h crop lies inside one tile of `region` (the
+    /// tile drawn uniformly among the region's); crops may overlap.
+    pub fn crop_origin_sized(
+        &self,
+        region: Region,
+        size: usize,
+        w: usize,
+        h: usize,
+        rng: &mut impl Rng,
+    ) -> (usize, usize) {
+        let (nx, ny, tile) = self.tiles(size);
+        let tiles: Vec<(usize, usize)> = (0..ny)
+            .flat_map(|j| (0..nx).map(move |i| (i, j)))
+            .filter(|&(i, j)| Self::tile_region(i, j) == region)
+            .collect();
+        let (i, j) = tiles[rng.gen_range(0..tiles.len())];
+        (i * tile + rng.gen_range(0..=tile - w), j * tile + rng.gen_range(0..=tile - h))
+    }
+
+    /// A uniform size x size crop origin inside one tile of `region`.
     pub fn crop_origin(&self, region: Region, size: usize, rng: &mut impl Rng) -> (usize, usize) {
-        let split = self.split_row(size);
-        let rows = match region {
-            Region::Train => 0..=split - size,
-            Region::Test => split..=self.height - size,
-        };
-        (rng.gen_range(0..=self.width - size), rng.gen_range(rows))
+        self.crop_origin_sized(region, size, size, size, rng)
     }
 
     /// The w x h pixels (h*w, row-major) at (x, y).
@@ -146,18 +174,32 @@ fn centre(rng: &mut impl Rng, size: usize, lo_extent: f32, hi_extent: f32) -> f3
     }
 }
 
-/// Mean of `clean` over the square of half-side `r` around (cx, cy), clipped to the crop: the level a
-/// hole or stain is drawn relative to, so it stays plausible on dark and bright textures alike.
-fn local_mean(clean: &[u8], size: usize, cx: f32, cy: f32, r: f32) -> f32 {
+/// Mean and standard deviation of `clean` over the square of half-side `r` around (cx, cy), clipped
+/// to the crop: the level and contrast a defect is drawn relative to, so it is as visible on a busy,
+/// high-contrast texture (grass, gravel) as on a calm one (brick).
+fn local_stats(clean: &[u8], size: usize, cx: f32, cy: f32, r: f32) -> (f32, f32) {
     let (x0, x1) = (((cx - r).floor().max(0.0)) as usize, ((cx + r).ceil() as usize).min(size - 1));
     let (y0, y1) = (((cy - r).floor().max(0.0)) as usize, ((cy + r).ceil() as usize).min(size - 1));
-    let mut sum = 0.0;
+    let (mut sum, mut sq) = (0.0f64, 0.0f64);
     for y in y0..=y1 {
         for x in x0..=x1 {
-            sum += clean[y * size + x] as f32;
+            let v = clean[y * size + x] as f64;
+            sum += v;
+            sq += v * v;
         }
     }
-    sum / ((x1 - x0 + 1) * (y1 - y0 + 1)) as f32
+    let n = ((x1 - x0 + 1) * (y1 - y0 + 1)) as f64;
+    let mean = sum / n;
+    (mean as f32, (sq / n - mean * mean).max(0.0).sqrt() as f32)
+}
+
+/// Grey levels a painted target is kept within, so a defect is not a saturated 0/255 blob that a
+/// plain threshold would find.
+const LEVELS: (f32, f32) = (6.0, 249.0);
+
+/// A level `k` local standard deviations (at least `min_levels`) above or below `mean`, kept in LEVELS.
+fn offset_level(mean: f32, std: f32, k: f32, min_levels: f32, sign: f32) -> f32 {
+    (mean + sign * (k * std).max(min_levels)).clamp(LEVELS.0 + 10.0, LEVELS.1 - 10.0)
 }
 
 /// Distance from p to the segment a-b.
@@ -168,15 +210,17 @@ fn segment_distance(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
     ((p.0 - a.0 - t * abx).powi(2) + (p.1 - a.1 - t * aby).powi(2)).sqrt()
 }
 
-/// Scratch: a stroke 1-3 px wide and 20-60% of the crop long at a uniform angle, bent into a quadratic
-/// curve whose middle sits up to 15% of its length off the chord; every pixel under it is brightened
-/// or darkened by 35-65 levels (the texture shows through), with a 1 px anti-aliased rim.
+/// Scratch: a stroke 2-4 px wide and 25-60% of the crop long at a uniform angle, bent into a quadratic
+/// curve whose middle sits up to 15% of its length off the chord. Under it the texture is pressed to
+/// one level 2-3 local standard deviations (at least 40 grey levels) above or below the local mean,
+/// keeping 15% of its own contrast, with a 1 px anti-aliased rim: a line no texture of the photo has.
 fn scratch(clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
-    let len = rng.gen_range(0.2..=0.6) * size as f32;
+    let len = rng.gen_range(0.25..=0.6) * size as f32;
     let angle = rng.gen_range(0.0..PI);
     let bend = rng.gen_range(-0.15..=0.15) * len;
-    let width: f32 = rng.gen_range(1.0..=3.0);
-    let delta = rng.gen_range(35.0..=65.0) * sign(rng);
+    let width: f32 = rng.gen_range(2.0..=4.0);
+    let k = rng.gen_range(2.0..=3.0);
+    let sign = sign(rng);
     let (dx, dy) = (angle.cos(), angle.sin());
     // Quadratic Bezier from -len/2 to +len/2 along the direction, control point 2*bend along the
     // normal: its midpoint lies `bend` off the chord.
@@ -196,6 +240,8 @@ fn scratch(clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
     for p in &mut pts {
         *p = (p.0 + cx, p.1 + cy);
     }
+    let (mean, std) = local_stats(clean, size, cx, cy, len / 2.0 + pad);
+    let level = offset_level(mean, std, k, 40.0, sign);
     let mut values: Vec<f32> = clean.iter().map(|&v| v as f32).collect();
     let mut shape_pixels = 0;
     for y in 0..size {
@@ -203,26 +249,27 @@ fn scratch(clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
             let p = (x as f32, y as f32);
             let d = pts.windows(2).map(|s| segment_distance(p, s[0], s[1])).fold(f32::MAX, f32::min);
             let cover = (width / 2.0 + 0.5 - d).clamp(0.0, 1.0);
-            values[y * size + x] += cover * delta;
+            let o = y * size + x;
+            let target = (level + 0.15 * (values[o] - mean)).clamp(LEVELS.0, LEVELS.1);
+            values[o] += cover * (target - values[o]);
             shape_pixels += usize::from(d <= width / 2.0);
         }
     }
     Painted { values, shape_pixels }
 }
 
-/// Hole: a rotated ellipse 6-16 px across (the short axis 60-100% of the long one), filled with
-/// 50-70% of the local mean level (10% darker at the centre) plus a quarter of the texture's local
-/// contrast, blended in over a soft edge 1-2 px wide. Not black: on brick that keeps hole pixels
-/// around the darkest normal ones, so a grey-level threshold alone does not separate them.
+/// Hole: a rotated ellipse 10-22 px across (the short axis 60-100% of the long one), filled with
+/// 15-30% of the local mean level (10% darker at the centre) plus a tenth of the texture's local
+/// contrast, blended in over a soft edge 1-2 px wide: a dark, nearly flat pit.
 fn hole(clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
-    let a = rng.gen_range(6.0..=16.0) / 2.0;
+    let a = rng.gen_range(10.0..=22.0) / 2.0;
     let b = a * rng.gen_range(0.6..=1.0);
     let angle = rng.gen_range(0.0..PI);
     let edge: f32 = rng.gen_range(1.0..=2.0);
-    let darkness = rng.gen_range(0.5..=0.7);
+    let darkness = rng.gen_range(0.15..=0.3);
     let reach = a + edge + 1.0;
     let (cx, cy) = (centre(rng, size, reach, reach), centre(rng, size, reach, reach));
-    let mean = local_mean(clean, size, cx, cy, reach);
+    let (mean, _) = local_stats(clean, size, cx, cy, reach);
     let (cos, sin) = (angle.cos(), angle.sin());
     let mut values: Vec<f32> = clean.iter().map(|&v| v as f32).collect();
     let mut shape_pixels = 0;
@@ -236,7 +283,8 @@ fn hole(clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
             let d = if rho > 0.0 { r * (1.0 - 1.0 / rho) } else { -b };
             let cover = (0.5 - d / edge).clamp(0.0, 1.0);
             let o = y * size + x;
-            let target = mean * darkness * (0.9 + 0.1 * rho.min(1.0)) + 0.25 * (clean[o] as f32 - mean);
+            let target = (mean * darkness * (0.9 + 0.1 * rho.min(1.0)) + 0.1 * (clean[o] as f32 - mean))
+                .clamp(LEVELS.0, LEVELS.1);
             values[o] += cover * (target - values[o]);
             shape_pixels += usize::from(rho <= 1.0);
         }
@@ -244,19 +292,22 @@ fn hole(clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
     Painted { values, shape_pixels }
 }
 
-/// Stain: a blob 10-24 px across on average with a wobbly outline (radius modulated by 2nd-4th
-/// harmonics of up to 12% each), inside which the texture keeps 30-60% of its contrast around the
-/// local mean and is shifted by 20-40 levels up or down, blended in over a 2 px soft edge.
+/// Stain: a blob 14-28 px across on average with a wobbly outline (radius modulated by 2nd-4th
+/// harmonics of up to 12% each), inside which the texture keeps 10-30% of its contrast around the
+/// local mean and is shifted by 1-1.5 local standard deviations (at least 30 levels) up or down,
+/// blended in over a 2 px soft edge: a washed-out, discoloured spot.
 fn stain(clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
-    let r0 = rng.gen_range(5.0..=12.0);
+    let r0 = rng.gen_range(7.0..=14.0);
     let harmonics: Vec<(f32, f32, f32)> =
         (2..=4).map(|k| (k as f32, rng.gen_range(0.0..=0.12), rng.gen_range(0.0..2.0 * PI))).collect();
-    let contrast = rng.gen_range(0.3..=0.6);
-    let shift = rng.gen_range(20.0..=40.0) * sign(rng);
+    let contrast = rng.gen_range(0.1..=0.3);
+    let k = rng.gen_range(1.0..=1.5);
+    let sign = sign(rng);
     let edge = 2.0;
     let reach = r0 * 1.36 + edge + 1.0;
     let (cx, cy) = (centre(rng, size, reach, reach), centre(rng, size, reach, reach));
-    let mean = local_mean(clean, size, cx, cy, r0);
+    let (mean, std) = local_stats(clean, size, cx, cy, r0);
+    let level = offset_level(mean, std, k, 30.0, sign);
     let mut values: Vec<f32> = clean.iter().map(|&v| v as f32).collect();
     let mut shape_pixels = 0;
     for y in 0..size {
@@ -267,7 +318,7 @@ fn stain(clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
             let d = (px * px + py * py).sqrt() - outline;
             let cover = (0.5 - d / edge).clamp(0.0, 1.0);
             let o = y * size + x;
-            let target = mean + contrast * (clean[o] as f32 - mean) + shift;
+            let target = (level + contrast * (clean[o] as f32 - mean)).clamp(LEVELS.0, LEVELS.1);
             values[o] += cover * (target - values[o]);
             shape_pixels += usize::from(d <= 0.0);
         }
@@ -275,28 +326,35 @@ fn stain(clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
     Painted { values, shape_pixels }
 }
 
-/// Patch: a rectangle 8-20 px on each side replaced, with hard edges, by the same-sized piece from
-/// another spot of the texture's test region (never overlapping the destination), as if a piece of
-/// surface had been cut out and put back from elsewhere.
+/// Patch: a rectangle 14-26 px on each side replaced, with hard edges, by a piece of a test tile (never overlapping the destination) magnified 2x bilinearly, as if a piece of a
+/// coarser surface had been set in: the texture's own grey levels at the wrong scale.
 fn patch(tex: &Texture, origin: (usize, usize), clean: &[u8], size: usize, rng: &mut impl Rng) -> Painted {
-    let (pw, ph) = (rng.gen_range(8..=20usize), rng.gen_range(8..=20usize));
+    let (pw, ph) = (rng.gen_range(14..=26usize), rng.gen_range(14..=26usize));
     let (px, py) = (rng.gen_range(2..=size - pw - 2), rng.gen_range(2..=size - ph - 2));
     let (tx, ty) = (origin.0 + px, origin.1 + py);
-    let split = tex.split_row(size);
-    // The test region is at least 2*size wide and size tall, so a non-overlapping source turns up
-    // within a few draws; the last draw is used whatever it is.
+    // The source covers half the patch in each direction, plus one pixel for interpolation.
+    let (sw, sh) = (pw / 2 + 2, ph / 2 + 2);
+    // A test tile is larger than a crop, so a source not overlapping the destination turns up within
+    // a few draws; the last draw is used whatever it is.
     let mut source = (0, 0);
     for _ in 0..100 {
-        source = (rng.gen_range(0..=tex.width - pw), rng.gen_range(split..=tex.height - ph));
-        if source.0.abs_diff(tx) >= pw || source.1.abs_diff(ty) >= ph {
+        source = tex.crop_origin_sized(Region::Test, size, sw, sh, rng);
+        if source.0.abs_diff(tx) >= pw.max(sw) || source.1.abs_diff(ty) >= ph.max(sh) {
             break;
         }
     }
-    let piece = tex.crop(source.0, source.1, pw, ph);
+    let piece = tex.crop(source.0, source.1, sw, sh);
+    let sample = |u: f32, v: f32| -> f32 {
+        let (x0, y0) = (u.floor() as usize, v.floor() as usize);
+        let (fx, fy) = (u - x0 as f32, v - y0 as f32);
+        let at = |x: usize, y: usize| piece[y.min(sh - 1) * sw + x.min(sw - 1)] as f32;
+        (1.0 - fy) * ((1.0 - fx) * at(x0, y0) + fx * at(x0 + 1, y0))
+            + fy * ((1.0 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1))
+    };
     let mut values: Vec<f32> = clean.iter().map(|&v| v as f32).collect();
     for r in 0..ph {
         for c in 0..pw {
-            values[(py + r) * size + px + c] = piece[r * pw + c] as f32;
+            values[(py + r) * size + px + c] = sample(c as f32 / 2.0, r as f32 / 2.0);
         }
     }
     Painted { values, shape_pixels: pw * ph }
@@ -353,8 +411,8 @@ fn png(path: &Path, pixels: &[u8], size: usize) -> Result<()> {
 }
 
 /// `hitomi data textures`: an MVTec AD category in `out` from the photo `texture`:
-/// `train/good/000.png` (crops from the top 60% of rows), `test/good/000.png` and
-/// `test/<defect>/000.png` (crops from the bottom 40%), `ground_truth/<defect>/000_mask.png`
+/// `train/good/000.png` (crops from the train tiles), `test/good/000.png` and
+/// `test/<defect>/000.png` (crops from the test tiles), `ground_truth/<defect>/000_mask.png`
 /// (255 = changed pixel). Image i of train uses the stream (seed, 0, i), of test/good (seed, 1, i),
 /// of defect d (seed, 2 + d, i).
 pub fn write_textures(texture: &Path, out: &Path, seed: u64, opts: &TextureOptions) -> Result<TextureSummary> {
@@ -474,14 +532,19 @@ mod tests {
     }
 
     #[test]
-    fn train_and_test_crops_come_from_disjoint_rows() {
+    fn train_and_test_crops_come_from_tiles_of_their_own_region() {
         let tex = Texture::open(&brick_path(), 96).unwrap();
-        let split = tex.split_row(96);
-        assert_eq!(split, 307); // round(0.6 * 512)
-        let out = temp_dir("rows");
+        assert_eq!(tex.tiles(96), (4, 4, 128));
+        let out = temp_dir("tiles");
         write_textures(&brick_path(), &out, 3, &SMALL).unwrap();
+        // Both corners of a crop must lie in one tile of the expected region.
+        let region_of = |(x, y): (usize, usize)| -> Region {
+            let (i0, j0, i1, j1) = (x / 128, y / 128, (x + 95) / 128, (y + 95) / 128);
+            assert_eq!((i0, j0), (i1, j1), "crop at ({x}, {y}) straddles two tiles");
+            Texture::tile_region(i0, j0)
+        };
         // Find each written crop in the photo (a real photo has no two identical 96x96 windows), then
-        // check its rows: the written bytes, not just the sampler, respect the split.
+        // check its tile: the written bytes, not just the sampler, respect the split.
         let locate = |img: &GrayImage| -> (usize, usize) {
             let px = img.as_raw();
             let mut hits = Vec::new();
@@ -495,18 +558,22 @@ mod tests {
             assert_eq!(hits.len(), 1, "crop found {} times", hits.len());
             hits[0]
         };
+        let mut seen = BTreeSet::new();
         for i in 0..6 {
-            let (_, y) = locate(&grey(&out.join(format!("train/good/{i:03}.png"))));
-            assert!(y + 96 <= split, "train crop {i} at row {y} reaches the test rows");
+            let at = locate(&grey(&out.join(format!("train/good/{i:03}.png"))));
+            assert_eq!(region_of(at), Region::Train, "train crop {i} at {at:?}");
+            seen.insert((at.0 / 128, at.1 / 128));
         }
         for i in 0..4 {
-            let (_, y) = locate(&grey(&out.join(format!("test/good/{i:03}.png"))));
-            assert!(y >= split, "test crop {i} at row {y} starts in the train rows");
+            let at = locate(&grey(&out.join(format!("test/good/{i:03}.png"))));
+            assert_eq!(region_of(at), Region::Test, "test crop {i} at {at:?}");
+            seen.insert((at.0 / 128, at.1 / 128));
         }
+        assert!(seen.len() >= 5, "10 crops fell in only {} tiles", seen.len());
         for d in 0..DEFECTS.len() {
             for i in 0..50u64 {
-                let (_, y) = paint_defect(&tex, d, 96, &mut SeededRng::derive(3, &[2 + d as u64, i])).unwrap().origin;
-                assert!(y >= split);
+                let at = paint_defect(&tex, d, 96, &mut SeededRng::derive(3, &[2 + d as u64, i])).unwrap().origin;
+                assert_eq!(region_of(at), Region::Test);
             }
         }
         std::fs::remove_dir_all(&out).unwrap();
@@ -568,10 +635,10 @@ mod tests {
         let dir = temp_dir("small");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tiny_texture.png");
-        GrayImage::from_pixel(300, 150, image::Luma([128])).save(&path).unwrap();
+        GrayImage::from_pixel(250, 200, image::Luma([128])).save(&path).unwrap();
         let err = write_textures(&path, &dir.join("out"), 0, &TextureOptions::default()).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("tiny_texture.png") && msg.contains("300x150") && msg.contains("192x192"), "{msg}");
+        assert!(msg.contains("tiny_texture.png") && msg.contains("250x200") && msg.contains("256x128"), "{msg}");
         assert!(!dir.join("out").exists(), "nothing written on error");
         std::fs::remove_dir_all(&dir).unwrap();
     }
