@@ -108,12 +108,12 @@ fn both_decoders_train_eval_and_predict() {
 }
 
 /// The shipped weights on canvases of digits they never saw (the bundled t10k digits); on the 500
-/// canvases of models/README.md they score 0.834 (transposed) and 0.877 (bilinear).
+/// canvases of models/README.md they score 0.884 (transposed) and 0.877 (bilinear); here 0.858 and 0.876.
 #[test]
 fn shipped_segmenters_score_on_held_out_digits() {
     let dir = temp_dir("segment-shipped");
     let data = canvases(&dir, "test", 150, 11);
-    for (file, min_miou) in [("digits.safetensors", 0.80), ("digits-bilinear.safetensors", 0.83)] {
+    for (file, min_miou) in [("digits.safetensors", 0.84), ("digits-bilinear.safetensors", 0.85)] {
         let json = dir.join(format!("{file}.json"));
         let (ok, log) = run(hitomi()
             .args(["segment", "eval", "--weights"])

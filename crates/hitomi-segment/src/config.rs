@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Upsample {
-    /// A learned 2x2 stride-2 transposed convolution.
+    /// A learned 4x4 stride-2 transposed convolution (C -> C channels) initialised to bilinear
+    /// interpolation (FCN), so it starts where `Bilinear` is and learns from there.
     Transposed,
     /// Bilinear interpolation (no parameters), the convolution after it does the learning.
     Bilinear,

@@ -35,7 +35,7 @@ impl UpStep {
     /// c_in: channels coming up; c_skip: channels of the skip (0 = none); c_out: channels leaving.
     fn new(p: &ParamPath, mode: Upsample, c_in: usize, c_skip: usize, c_out: usize) -> Result<Self> {
         let (convt, c_up) = match mode {
-            Upsample::Transposed => (Some(ConvTranspose2d::up2(&p.pp("convt"), c_in, c_out)?), c_out),
+            Upsample::Transposed => (Some(ConvTranspose2d::bilinear_up2(&p.pp("convt"), c_in)?), c_in),
             Upsample::Bilinear => (None, c_in),
         };
         let fuse =
