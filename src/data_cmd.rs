@@ -14,6 +14,28 @@ pub enum DataCommand {
     /// Texture anomaly data (MVTec AD category): crops of a grey texture photo, some with painted
     /// scratch, hole, stain and patch defects and their ground-truth masks.
     Textures(TextureArgs),
+    /// Distorted copies of an image (restoration's synthetic inputs), one per spec, as one sheet
+    /// (clean | spec 1 | spec 2 | ...) and as separate PNGs.
+    Distort(DistortArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DistortArgs {
+    /// A clean image.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Distortion specs (noise:SIGMA, blur:SIGMA, motion:LENGTH, rain, raindrop, jpeg:QUALITY,
+    /// joined with +), one panel each.
+    #[arg(long = "spec", required = true)]
+    pub specs: Vec<hitomi_data::distort::DistortionSpec>,
+    /// Crop this many pixels square from the image's centre first (0 = whole image).
+    #[arg(long, default_value_t = 0)]
+    pub crop: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder: sheet.png and one PNG per spec.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -76,8 +98,33 @@ pub struct TextureArgs {
     pub test_defect: usize,
 }
 
+/// `hitomi data distort`: the clean image and each distortion of it, side by side.
+fn distort(a: &DistortArgs) -> Result<()> {
+    let img = hitomi_restore::data::LoadedImage::open(&a.image)?;
+    let mut clean = img.image.clone();
+    if a.crop > 0 {
+        let side = a.crop.min(clean.width).min(clean.height);
+        clean = clean.crop((clean.width - side) / 2, (clean.height - side) / 2, side, side);
+    }
+    let as_file = |p: &hitomi_data::Planar| hitomi_restore::data::to_file_channels(p, img.grey);
+    std::fs::create_dir_all(&a.out).map_err(|e| anyhow::anyhow!("{}: cannot create ({e})", a.out.display()))?;
+    let mut panels = vec![("clean".to_string(), as_file(&clean))];
+    for (k, spec) in a.specs.iter().enumerate() {
+        let mut rng = hitomi_core::SeededRng::derive(a.seed, &[k as u64]);
+        let d = as_file(&spec.apply(&clean, &mut rng));
+        let name = spec.to_string().replace([':', '+'], "_");
+        hitomi_restore::sheet::write_png(&a.out.join(format!("{name}.png")), &d)?;
+        panels.push((spec.to_string(), d));
+    }
+    let refs: Vec<(&str, &hitomi_data::Planar)> = panels.iter().map(|(n, p)| (n.as_str(), p)).collect();
+    hitomi_restore::sheet::write_side_by_side(&a.out.join("sheet.png"), &refs)?;
+    println!("{} distortion(s) of {} in {}/sheet.png", a.specs.len(), a.image.display(), a.out.display());
+    Ok(())
+}
+
 pub fn run(cmd: &DataCommand) -> Result<()> {
     match cmd {
+        DataCommand::Distort(a) => distort(a)?,
         DataCommand::Patches(a) => {
             let s = hitomi_data::patches::write_patches(&a.photos, a.size, a.per_class, a.seed, &a.out)?;
             println!("{} patches in {} classes in {}/train", s.images, s.classes, a.out.display());

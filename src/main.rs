@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hitomi", version, about = "CNN image analysis in Rust: classify, segment, detect, anomaly")]
+#[command(name = "hitomi", version, about = "CNN image analysis in Rust: classify, segment, detect, restore, anomaly")]
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
@@ -30,6 +30,9 @@ enum Command {
     /// Anomaly detection from pretrained features: train | eval | predict | bench-mnist.
     #[command(subcommand)]
     Anomaly(hitomi_anomaly::cli::AnomalyCommand),
+    /// Image restoration from synthesised pairs (denoise, deblur, rain): train | eval | predict.
+    #[command(subcommand)]
+    Restore(hitomi_restore::cli::RestoreCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +44,6 @@ fn main() -> anyhow::Result<()> {
         Command::Classify(c) => hitomi_classify::cli::run(&c),
         Command::Segment(c) => hitomi_segment::cli::run(&c),
         Command::Anomaly(c) => hitomi_anomaly::cli::run(&c),
+        Command::Restore(c) => hitomi_restore::cli::run(&c),
     }
 }

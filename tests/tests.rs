@@ -5,6 +5,7 @@ mod bad_input;
 mod classify;
 mod common;
 mod lecture;
+mod restore;
 mod resume;
 mod segment;
 mod tour;

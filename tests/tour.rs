@@ -12,17 +12,25 @@ fn tour_runs_every_task_and_writes_the_report() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let tasks = summary["tasks"].as_object().unwrap();
-    for task in ["classify", "attack", "segment", "anomaly"] {
+    for task in ["classify", "attack", "segment", "restore", "anomaly"] {
         assert!(tasks.contains_key(task), "{task} missing from {summary}");
     }
     assert!((0.0..=1.0).contains(&tasks["classify"]["test_top1"].as_f64().unwrap()));
     assert!((0.0..=1.0).contains(&tasks["segment"]["test_miou"].as_f64().unwrap()));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for row in ["| classify |", "| attack |", "| segment |", "| anomaly |"] {
+    for row in ["| classify |", "| attack |", "| segment |", "| restore |", "| anomaly |"] {
         assert!(report.contains(row), "{row} missing:\n{report}");
     }
-    for f in ["classify/confusion.png", "segment/confusion.png", "segment/predict/predictions.json", "anomaly/roc.png"]
-    {
+    assert!(tasks["restore"]["psnr_input"].as_f64().unwrap() > 15.0);
+    for f in [
+        "classify/confusion.png",
+        "segment/confusion.png",
+        "segment/predict/predictions.json",
+        "restore/eval.json",
+        "restore/compare_astronaut.png",
+        "restore/predict/camera_side_by_side.png",
+        "anomaly/roc.png",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
 }

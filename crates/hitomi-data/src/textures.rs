@@ -102,7 +102,7 @@ impl Texture {
 
     /// The region of tile (column i, row j): train where i + j is even, test where it is odd.
     pub fn tile_region(i: usize, j: usize) -> Region {
-        if (i + j) % 2 == 0 {
+        if (i + j).is_multiple_of(2) {
             Region::Train
         } else {
             Region::Test
