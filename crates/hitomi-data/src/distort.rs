@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Result};
 use rand::Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::gaussian::{gaussian_plane, reflect};
 use crate::planar::Planar;
 
 /// One degradation. Parameters are on the scales a user thinks in: levels of 0..255, pixels, JPEG quality.
@@ -172,56 +173,9 @@ fn noise(img: &Planar, sigma: f32, rng: &mut impl Rng) -> Planar {
     Planar { data, ..*img }
 }
 
-/// Index `i` (possibly far outside) folded into 0..n the way scipy.ndimage 'reflect' does
-/// (d c b a | a b c d | d c b a): the edge pixel repeats, so a constant image stays constant.
-fn reflect(i: isize, n: usize) -> usize {
-    let period = 2 * n as isize;
-    let m = i.rem_euclid(period) as usize;
-    if m < n {
-        m
-    } else {
-        2 * n - 1 - m
-    }
-}
-
-/// Normalised 1-D Gaussian of radius ceil(3 sigma): (2r + 1,).
-fn gaussian_kernel(sigma: f32) -> Vec<f32> {
-    let r = (3.0 * sigma).ceil().max(1.0) as isize;
-    let k: Vec<f32> = (-r..=r).map(|i| (-((i * i) as f32) / (2.0 * sigma * sigma)).exp()).collect();
-    let sum: f32 = k.iter().sum();
-    k.into_iter().map(|v| v / sum).collect()
-}
-
-/// plane: (H, W). Separable: a row pass then a column pass, 2(2r + 1) taps per pixel instead of (2r + 1)^2.
+/// plane: (H, W) -> (H, W): Gaussian blur with radius ceil(3 sigma), reflect borders.
 fn gaussian_blur(plane: &[f32], h: usize, w: usize, sigma: f32) -> Vec<f32> {
-    let k = gaussian_kernel(sigma);
-    let r = (k.len() / 2) as isize;
-    let mut rows = vec![0.0f32; h * w];
-    let mut padded = vec![0.0f32; w + 2 * r as usize];
-    for y in 0..h {
-        let src = &plane[y * w..(y + 1) * w];
-        for (i, p) in padded.iter_mut().enumerate() {
-            *p = src[reflect(i as isize - r, w)];
-        }
-        let dst = &mut rows[y * w..(y + 1) * w];
-        for (j, &kj) in k.iter().enumerate() {
-            for (d, &s) in dst.iter_mut().zip(&padded[j..j + w]) {
-                *d += kj * s;
-            }
-        }
-    }
-    // Column pass over whole rows so memory is read sequentially.
-    let mut out = vec![0.0f32; h * w];
-    for y in 0..h {
-        let dst = &mut out[y * w..(y + 1) * w];
-        for (j, &kj) in k.iter().enumerate() {
-            let sy = reflect(y as isize + j as isize - r, h);
-            for (d, &s) in dst.iter_mut().zip(&rows[sy * w..(sy + 1) * w]) {
-                *d += kj * s;
-            }
-        }
-    }
-    out
+    gaussian_plane(plane, h, w, sigma, (3.0 * sigma).ceil().max(1.0) as usize)
 }
 
 /// Anti-aliased line of `length` pixels through the centre of a (K, K) grid, K = 2 floor(L / 2) + 1

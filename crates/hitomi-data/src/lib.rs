@@ -8,6 +8,7 @@ pub mod canvas;
 pub mod classification;
 pub mod data_yaml;
 pub mod distort;
+pub mod gaussian;
 pub mod idx;
 pub mod image_folder;
 pub mod index_mask;

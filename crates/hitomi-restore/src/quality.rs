@@ -7,7 +7,7 @@
 use anyhow::{bail, Result};
 use hitomi_data::Planar;
 
-use crate::filters::gaussian_plane_f64;
+use hitomi_data::gaussian::gaussian_plane_f64;
 
 /// The dynamic range of a [`Planar`] image (its values live on 0..255).
 pub const DATA_RANGE: f64 = 255.0;
