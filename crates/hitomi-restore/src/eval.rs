@@ -108,12 +108,17 @@ pub fn run(args: &RestoreEvalArgs) -> Result<RestoreReport> {
     let device = Device::Cpu;
     let m = load_restorer(&args.common.weights, &device)?;
     let data = RestoreData::open(&args.common.data)?;
-    let (train_idx, val_idx) = holdout_split(&data, m.cfg.holdout.as_deref())?;
-    let idx = match args.common.split.as_str() {
-        "val" if val_idx.is_empty() => (0..data.len()).collect(),
-        "val" => val_idx,
-        "train" => train_idx,
+    let idx: Vec<usize> = match args.common.split.as_str() {
         "all" => (0..data.len()).collect(),
+        split @ ("val" | "train") => {
+            let (train_idx, val_idx) = holdout_split(&data, m.cfg.holdout.as_deref())
+                .map_err(|e| anyhow::anyhow!("{e}; use --split all to evaluate every image of another folder"))?;
+            match split {
+                "val" if val_idx.is_empty() => (0..data.len()).collect(),
+                "val" => val_idx,
+                _ => train_idx,
+            }
+        }
         other => bail!("--split {other}: expected val (the held-out image), train or all"),
     };
     let data = data.subset(&idx);
