@@ -128,9 +128,9 @@ pub fn run(args: &RestoreEvalArgs) -> Result<RestoreReport> {
     let mut per_image = Vec::new();
     let mut pairs: Vec<(Planar, Planar)> = Vec::new();
     let mut restored_all = Vec::new();
-    for (k, &i) in idx.iter().enumerate() {
-        // The same stream as validation in training: image i of the folder, not of the subset.
-        let mut rng = SeededRng::derive(m.cfg.train.seed, &[EVAL_STREAM, i as u64]);
+    for k in 0..data.len() {
+        // The same stream as the per-epoch validation: the k-th image of the evaluated list.
+        let mut rng = SeededRng::derive(m.cfg.train.seed, &[EVAL_STREAM, k as u64]);
         let (lq, gt, grey) = data.pair(k, &spec, &mut rng);
         let restored = restore_for_file(&m.model, &m.cfg, &lq, grey, &device)?;
         let (lq, gt) = (to_file_channels(&lq, grey), to_file_channels(&gt, grey));

@@ -18,7 +18,8 @@ use crate::model::Restorer;
 use crate::quality::psnr;
 use crate::tiles;
 
-/// Stream key of the fixed distortion of validation/evaluation image i: (seed, EVAL_STREAM, i).
+/// Stream key of the fixed distortion of the i-th image of a validation/evaluation list (the held-out
+/// images in name order): (seed, EVAL_STREAM, i).
 pub const EVAL_STREAM: u64 = 1 << 40;
 
 pub struct RestoreTask {
