@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{hitomi, repo, run, temp_dir};
+use crate::common::{hitomi, read_json, repo, run, temp_dir};
 
 fn textures(dir: &Path, name: &str) -> PathBuf {
     let out = dir.join(name);
@@ -15,10 +15,6 @@ fn textures(dir: &Path, name: &str) -> PathBuf {
         .arg(&out));
     assert!(ok, "{log}");
     out
-}
-
-fn json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 #[test]
@@ -34,7 +30,7 @@ fn fit_eval_predict_on_a_generated_texture_category() {
     let (ok, log) =
         run(hitomi().args(["anomaly", "eval", "--weights"]).arg(&model).arg("--data").arg(&data).arg("--json").arg(&j));
     assert!(ok, "{log}");
-    let v = json(&j);
+    let v = read_json(&j);
     assert_eq!(v["task"], "anomaly");
     assert_eq!((v["n_good"].as_u64(), v["n_defect"].as_u64()), (Some(20), Some(40)));
     let image = v["image_auroc"].as_f64().unwrap();
@@ -49,7 +45,7 @@ fn fit_eval_predict_on_a_generated_texture_category() {
     let (ok, log) =
         run(hitomi().args(["anomaly", "predict", "--weights"]).arg(&model).arg("--out").arg(&pred).args(&imgs));
     assert!(ok, "{log}");
-    let p = json(&pred.join("predictions.json"));
+    let p = read_json(pred.join("predictions.json"));
     assert_eq!(p.as_array().unwrap().len(), 2);
     for e in p.as_array().unwrap() {
         assert!(Path::new(e["heatmap"].as_str().unwrap()).exists());
@@ -66,7 +62,7 @@ fn one_class_mnist_on_a_subset_beats_chance_by_far() {
         .args(["anomaly", "bench-mnist", "--data", "assets/mnist", "--limit", "100", "--json"])
         .arg(&j));
     assert!(ok, "{log}");
-    let v = json(&j);
+    let v = read_json(&j);
     assert_eq!(v["auroc"].as_array().unwrap().len(), 10);
     let mean = v["mean"].as_f64().unwrap();
     assert!(mean > 90.0, "mean AUROC {mean} with 100 normal digits per class\n{log}");

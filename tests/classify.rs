@@ -36,7 +36,7 @@ fn train_eval_predict_on_real_digits() {
         .arg(&json));
     assert!(ok, "eval failed:\n{log}");
     assert!(log.contains("top-1"), "{log}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v: serde_json::Value = read_json(&json);
     assert_eq!(v["task"], "classify");
     assert_eq!(v["n"], 200);
     let top1 = v["top1"].as_f64().unwrap();
@@ -59,8 +59,7 @@ fn train_eval_predict_on_real_digits() {
         .arg(&pred)
         .args(&imgs));
     assert!(ok, "predict failed:\n{log}");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(pred.join("predictions.json")).unwrap()).unwrap();
+    let v: serde_json::Value = read_json(pred.join("predictions.json"));
     let arr = v.as_array().unwrap();
     assert_eq!(arr.len(), imgs.len());
     for p in arr {
@@ -130,7 +129,7 @@ fn shipped_mnist_weights_score_99_on_t10k_only_folder() {
         .args(["--split", "test", "--json"])
         .arg(&json));
     assert!(ok, "{log}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v: serde_json::Value = read_json(&json);
     assert_eq!(v["n"], 1000);
     assert!(v["top1"].as_f64().unwrap() >= 0.99, "{log}");
 }
@@ -203,7 +202,7 @@ fn shipped_adversarial_weights_resist_fgsm() {
             .args(["--method", "fgsm", "--eps", "0.25", "--limit", "200", "--json"])
             .arg(&json));
         assert!(ok, "{log}");
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let v: serde_json::Value = read_json(&json);
         (v["clean"].as_f64().unwrap(), v["accuracy"][0].as_f64().unwrap())
     };
     let (clean, attacked) = fgsm("mnist");
@@ -271,9 +270,8 @@ fn cocoeval_command_reproduces_pycocotools() {
         .arg(&json));
     assert!(ok, "{log}");
     assert!(log.contains(" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.313"), "{log}");
-    let got: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let exp: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap()).unwrap();
+    let got: serde_json::Value = read_json(&json);
+    let exp: serde_json::Value = read_json(case.join("expected.json"));
     for i in 0..12 {
         let (g, e) = (got["stats"][i].as_f64().unwrap(), exp["stats"][i].as_f64().unwrap());
         assert!((g - e).abs() <= 1e-6, "stat {i}: {g} vs {e}");

@@ -51,6 +51,13 @@ pub fn tiny_config(dir: &Path, epochs: usize, batch: usize) -> PathBuf {
     p
 }
 
+/// A JSON file the binary wrote, parsed (panics with the error if it is missing or malformed).
+pub fn read_json(path: impl AsRef<Path>) -> serde_json::Value {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The umbrella binary.
 pub fn hitomi() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hitomi"))

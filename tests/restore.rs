@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{hitomi, repo, run, temp_dir};
+use crate::common::{hitomi, read_json, repo, run, temp_dir};
 
 /// Writes 96x96 centre crops of three bundled photos (camera is grey) into `dir`.
 fn photo_crops(dir: &Path) -> PathBuf {
@@ -16,10 +16,6 @@ fn photo_crops(dir: &Path) -> PathBuf {
         img.crop_imm((w - 96) / 2, (h - 96) / 2, 96, 96).save(out.join(name)).unwrap();
     }
     out
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -54,7 +50,7 @@ fn restorer_trains_evaluates_against_filters_and_predicts() {
         .arg("--json")
         .arg(&eval_json));
     assert!(ok, "{log}");
-    let v = json(&eval_json);
+    let v = read_json(&eval_json);
     assert_eq!((v["task"].as_str(), v["n"].as_u64()), (Some("restore"), Some(1)));
     // sigma 25 on 0..255 gives about 20.2 dB (a little more where 0/255 clip the noise).
     let input = v["psnr_input"].as_f64().unwrap();
@@ -80,7 +76,7 @@ fn restorer_trains_evaluates_against_filters_and_predicts() {
         .arg(data.join("camera.png"))
         .arg(data.join("astronaut.png")));
     assert!(ok, "{log}");
-    let preds = json(&pred.join("predictions.json"));
+    let preds = read_json(pred.join("predictions.json"));
     assert_eq!(preds.as_array().unwrap().len(), 2);
     let grey = image::open(pred.join("camera_restored.png")).unwrap();
     assert_eq!((grey.width(), grey.height(), grey.color().has_color()), (96, 96, false));
@@ -149,7 +145,7 @@ fn shipped_denoiser_beats_every_classical_filter_on_the_held_out_photo() {
         .args(["--split", "val", "--json"])
         .arg(&json_path));
     assert!(ok, "{log}");
-    let v = json(&json_path);
+    let v = read_json(&json_path);
     assert_eq!(v["per_image"][0]["file"].as_str(), Some("astronaut.png"), "{v}");
     let psnr = v["psnr"].as_f64().unwrap();
     let best = v["baselines"].as_object().unwrap().values().map(|p| p.as_f64().unwrap()).fold(f64::MIN, f64::max);

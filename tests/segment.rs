@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use hitomi_data::index_mask::{decode_index_mask, encode_index_mask, IndexMask};
 
-use crate::common::{hitomi, repo, run, temp_dir};
+use crate::common::{hitomi, read_json, repo, run, temp_dir};
 
 /// `hitomi data canvases` of the bundled digits of `split`; returns OUT/segment.
 fn canvases(dir: &Path, split: &str, n: usize, seed: u64) -> PathBuf {
@@ -65,7 +65,7 @@ fn both_decoders_train_eval_and_predict() {
             .arg(&json));
         assert!(ok, "{log}");
         assert!(log.contains("mIoU") && log.contains("images/s"), "{log}");
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let v: serde_json::Value = read_json(&json);
         assert_eq!(v["task"], "segment");
         assert_eq!(v["iou_per_class"].as_array().unwrap().len(), 11);
         let (miou, acc) = (v["miou"].as_f64().unwrap(), v["pixel_accuracy"].as_f64().unwrap());
@@ -85,8 +85,7 @@ fn both_decoders_train_eval_and_predict() {
         .arg(&canvas)
         .arg(&photo));
     assert!(ok, "{log}");
-    let preds: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(pred.join("predictions.json")).unwrap()).unwrap();
+    let preds: serde_json::Value = read_json(pred.join("predictions.json"));
     assert_eq!(preds.as_array().unwrap().len(), 2);
     for (p, src) in preds.as_array().unwrap().iter().zip([&canvas, &photo]) {
         let mask = decode_index_mask(&std::fs::read(p["mask"].as_str().unwrap()).unwrap(), "mask").unwrap();
@@ -123,7 +122,7 @@ fn shipped_segmenters_score_on_held_out_digits() {
             .args(["--split", "test", "--json"])
             .arg(&json));
         assert!(ok, "{log}");
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let v: serde_json::Value = read_json(&json);
         let miou = v["miou"].as_f64().unwrap();
         assert!(miou >= min_miou, "{file}: mIoU {miou} < {min_miou}\n{log}");
     }

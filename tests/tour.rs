@@ -1,7 +1,7 @@
 //! The README's main command, `hitomi tour`, as a smoke run: every task a few steps, the report
 //! and the summary written with a figure for every task.
 
-use crate::common::{hitomi, repo, run, temp_dir};
+use crate::common::{hitomi, read_json, repo, run, temp_dir};
 
 #[test]
 fn tour_runs_every_task_and_writes_the_report() {
@@ -9,8 +9,7 @@ fn tour_runs_every_task_and_writes_the_report() {
     let (ok, log) =
         run(hitomi().current_dir(repo()).args(["tour", "--epochs", "1", "--max-steps", "3", "--out"]).arg(&out));
     assert!(ok, "{log}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value = read_json(out.join("summary.json"));
     let tasks = summary["tasks"].as_object().unwrap();
     for task in ["classify", "attack", "segment", "restore", "anomaly"] {
         assert!(tasks.contains_key(task), "{task} missing from {summary}");
