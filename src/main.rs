@@ -15,7 +15,7 @@ enum Command {
     Tour(hitomi::tour::TourArgs),
     /// Speed of the two reference models (train, infer, latency, peak memory).
     Bench(hitomi::bench::BenchArgs),
-    /// Object detection (for now: COCO evaluation of a results file).
+    /// Object detection with boxes (FCOS): train | eval | predict | cocoeval.
     #[command(subcommand)]
     Detect(hitomi_detect::cli::DetectCommand),
     /// Dataset generators (digit canvases).

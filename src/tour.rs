@@ -115,13 +115,14 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
     });
 
     let (segment_summary, segment_row) = segment(args, &run_dir)?;
+    let (detect_summary, detect_row) = detect(args, &run_dir)?;
     let (restore_summary, restore_row) = restore(args)?;
     let (anomaly_summary, anomaly_row) = anomaly(args)?;
 
     let summary = json!({
         "hitomi": env!("CARGO_PKG_VERSION"),
         "seconds": started.elapsed().as_secs_f64(),
-        "tasks": { "classify": classify, "attack": attack_summary, "segment": segment_summary, "restore": restore_summary, "anomaly": anomaly_summary },
+        "tasks": { "classify": classify, "attack": attack_summary, "segment": segment_summary, "detect": detect_summary, "restore": restore_summary, "anomaly": anomaly_summary },
     });
     write_atomic(&args.out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
     let md = format!(
@@ -129,11 +130,12 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
          | classify | MNIST 7,000 train / 1,000 t10k | top-1 (t10k) | {:.2}% | {:.0} s |\n\
          | attack | 200 t10k digits, FGSM | accuracy at eps 0.1 / 0.25 | {:.1}% / {:.1}% (clean {:.1}%) | {:.0} s |\n\
          {segment_row}\n\
+         {detect_row}\n\
          {restore_row}\n\
          {anomaly_row}\n\n\
          Plots: `classify/curves.png`, `classify/confusion.png`, `attack/robustness.png`, `attack/panel.png`, \
-         `segment/curves.png`, `segment/confusion.png`, `restore/curves.png`, `restore/compare_astronaut.png`, \
-         `anomaly/roc.png`; predictions: `classify/predict/`, `segment/predict/`, `restore/predict/`, `anomaly/predict/`.\n",
+         `segment/curves.png`, `segment/confusion.png`, `detect/curves.png`, `detect/pr_curves.png`, `restore/curves.png`, `restore/compare_astronaut.png`, \
+         `anomaly/roc.png`; predictions: `classify/predict/`, `segment/predict/`, `detect/predict/`, `restore/predict/`, `anomaly/predict/`.\n",
         100.0 * report.top1,
         classify["seconds"].as_f64().unwrap_or(0.0),
         100.0 * fgsm.accuracy[1],
@@ -195,6 +197,55 @@ fn segment(args: &TourArgs, classifier: &std::path::Path) -> Result<(serde_json:
         "| segment | {n_train} / {n_test} digit canvases (train / t10k digits) | mIoU / pixel accuracy | {:.1}% / {:.1}% | {seconds:.0} s |",
         100.0 * r.miou,
         100.0 * r.pixel_accuracy
+    );
+    Ok((summary, row))
+}
+
+/// Detection: the FCOS detector trained briefly on the YOLO half of the canvases the segmentation
+/// step wrote, its backbone starting from the tour classifier's; COCO mAP on the t10k canvases.
+fn detect(args: &TourArgs, classifier: &std::path::Path) -> Result<(serde_json::Value, String)> {
+    eprintln!("== detect: FCOS head on a feature pyramid, digit canvases ==");
+    let t0 = Instant::now();
+    let data = args.out.join("data/canvases/detect");
+    let run_dir = args.out.join("detect");
+    let train = train_args(args, data.clone(), run_dir.clone(), Some(classifier.to_path_buf()));
+    let fit = hitomi_detect::train::run(&train, false)?;
+    let eval = hitomi_detect::eval::DetectEvalArgs {
+        common: EvalArgs {
+            weights: run_dir.clone(),
+            data: data.clone(),
+            split: "test".into(),
+            json: Some(run_dir.join("eval.json")),
+            plots: Some(run_dir.clone()),
+        },
+        coco_dir: Some(run_dir.join("coco")),
+    };
+    let e = hitomi_detect::eval::run(&eval)?;
+    let images: Vec<PathBuf> = (0..3).map(|i| data.join(format!("images/test/test_{i:05}.png"))).collect();
+    let predict = PredictArgs { weights: run_dir.clone(), out: run_dir.join("predict"), json: None, images };
+    hitomi_detect::predict::run(&predict)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let s = &e.stats.stats;
+    let summary = json!({
+        "backbone": "the tour classifier's (transferred)",
+        "test_canvases": e.detections.len(),
+        "epochs": fit.epochs,
+        "steps": fit.steps,
+        "train_seconds": fit.seconds,
+        "train_images_per_second": fit.images_per_second,
+        "val_map": fit.best,
+        "test_map": s[0],
+        "test_map50": s[1],
+        "test_map75": s[2],
+        "stats": s.to_vec(),
+        "infer_images_per_second": e.images_per_second,
+        "files": ["detect/curves.png", "detect/pr_curves.png", "detect/eval.json", "detect/coco/", "detect/predict/"],
+        "seconds": seconds,
+    });
+    let row = format!(
+        "| detect | the same canvases, YOLO boxes | mAP@.5:.95 / mAP@.5 | {:.1}% / {:.1}% | {seconds:.0} s |",
+        100.0 * s[0].max(0.0),
+        100.0 * s[1].max(0.0)
     );
     Ok((summary, row))
 }

@@ -4,6 +4,7 @@ mod anomaly;
 mod bad_input;
 mod classify;
 mod common;
+mod detect;
 mod lecture;
 mod restore;
 mod resume;

@@ -11,13 +11,14 @@ fn tour_runs_every_task_and_writes_the_report() {
     assert!(ok, "{log}");
     let summary: serde_json::Value = read_json(out.join("summary.json"));
     let tasks = summary["tasks"].as_object().unwrap();
-    for task in ["classify", "attack", "segment", "restore", "anomaly"] {
+    for task in ["classify", "attack", "segment", "detect", "restore", "anomaly"] {
         assert!(tasks.contains_key(task), "{task} missing from {summary}");
     }
     assert!((0.0..=1.0).contains(&tasks["classify"]["test_top1"].as_f64().unwrap()));
     assert!((0.0..=1.0).contains(&tasks["segment"]["test_miou"].as_f64().unwrap()));
+    assert!((-1.0..=1.0).contains(&tasks["detect"]["test_map"].as_f64().unwrap()));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for row in ["| classify |", "| attack |", "| segment |", "| restore |", "| anomaly |"] {
+    for row in ["| classify |", "| attack |", "| segment |", "| detect |", "| restore |", "| anomaly |"] {
         assert!(report.contains(row), "{row} missing:\n{report}");
     }
     assert!(tasks["restore"]["psnr_input"].as_f64().unwrap() > 15.0);
@@ -25,6 +26,9 @@ fn tour_runs_every_task_and_writes_the_report() {
         "classify/confusion.png",
         "segment/confusion.png",
         "segment/predict/predictions.json",
+        "detect/pr_curves.png",
+        "detect/coco/dt.json",
+        "detect/predict/predictions.json",
         "restore/eval.json",
         "restore/compare_astronaut.png",
         "restore/predict/camera_side_by_side.png",

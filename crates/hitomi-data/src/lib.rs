@@ -7,6 +7,7 @@ pub mod batch;
 pub mod canvas;
 pub mod classification;
 pub mod data_yaml;
+pub mod detection;
 pub mod distort;
 pub mod gaussian;
 pub mod idx;

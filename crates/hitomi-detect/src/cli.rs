@@ -1,15 +1,24 @@
-//! The `hitomi-detect` command line (also mounted as `hitomi detect`). For now: `cocoeval`.
+//! The `hitomi-detect` command line (also mounted as `hitomi detect`).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use hitomi_train::cli::{PredictArgs, TrainArgs};
 use serde_json::json;
 
-use crate::coco::{evaluate, read_detections, CocoGt, STAT_NAMES};
+use crate::coco::{evaluate, read_detections, CocoGt};
+use crate::eval::DetectEvalArgs;
+use crate::stats_table::format_stats;
 
 #[derive(Subcommand, Debug)]
 pub enum DetectCommand {
+    /// Train a detector (Ultralytics YOLO layout: data.yaml + images/<split>/ + labels/<split>/).
+    Train(TrainArgs),
+    /// Evaluate weights on a split: COCO mAP (pycocotools' 12 stats), JSON, PR curves, COCO files.
+    Eval(DetectEvalArgs),
+    /// Boxes with class and score drawn on images, and JSON.
+    Predict(PredictArgs),
     /// COCO bbox evaluation of a results file, exactly as pycocotools' COCOeval.
     Cocoeval(CocoevalArgs),
 }
@@ -27,36 +36,25 @@ pub struct CocoevalArgs {
     pub json: Option<PathBuf>,
 }
 
-/// The 12 stats in pycocotools' layout, e.g.
-/// ` Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.981`.
-pub fn format_stats(stats: &[f64; 12]) -> String {
-    let mut s = String::new();
-    for (i, v) in stats.iter().enumerate() {
-        let (kind, short) = if i < 6 { ("Average Precision", "(AP)") } else { ("Average Recall", "(AR)") };
-        let iou = match i {
-            1 => "0.50     ",
-            2 => "0.75     ",
-            _ => "0.50:0.95",
-        };
-        let area = match i {
-            3 | 9 => "small",
-            4 | 10 => "medium",
-            5 | 11 => "large",
-            _ => "all",
-        };
-        let dets = match i {
-            6 => 1,
-            7 => 10,
-            _ => 100,
-        };
-        s += &format!(" {kind:<18} {short} @[ IoU={iou} | area={area:>6} | maxDets={dets:>3} ] = {v:.3}\n");
-    }
-    debug_assert_eq!(STAT_NAMES.len(), 12);
-    s
-}
-
 pub fn run(cmd: &DetectCommand) -> Result<()> {
     match cmd {
+        DetectCommand::Train(t) => {
+            let s = crate::train::run(t, false)?;
+            println!(
+                "trained {} steps in {:.0} s ({:.1} img/s); best val mAP@.5:.95 {}; run folder {}",
+                s.steps,
+                s.seconds,
+                s.images_per_second,
+                s.best.map(|b| format!("{b:.3}")).unwrap_or_else(|| "-".into()),
+                t.out.display()
+            );
+        }
+        DetectCommand::Eval(a) => {
+            crate::eval::run(a)?;
+        }
+        DetectCommand::Predict(a) => {
+            crate::predict::run(a)?;
+        }
         DetectCommand::Cocoeval(a) => {
             let gt = CocoGt::from_path(&a.gt)?;
             let dt = read_detections(&a.dt)?;

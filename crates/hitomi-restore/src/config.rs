@@ -34,6 +34,11 @@ pub struct RestoreConfig {
     pub blocks: usize,
     /// Side of the square training patches.
     pub patch: usize,
+    /// Recolour clean training windows before distorting them: grey photos get a smooth random
+    /// chroma field, colour photos a random channel order. Without it the grey crops (replicated
+    /// into three identical channels, noised independently) teach the net to average channels, which
+    /// blurs the colour of colour photos. Off when absent, so older configs train as before.
+    pub colour_augment: bool,
     /// Training patches per epoch, cut at random from the clean images.
     pub patches_per_epoch: usize,
     pub loss: RestoreLoss,
@@ -55,6 +60,7 @@ impl Default for RestoreConfig {
             levels: 3,
             blocks: 1,
             patch: 64,
+            colour_augment: false,
             patches_per_epoch: 1024,
             loss: RestoreLoss::Charbonnier { eps: 1e-3 },
             tile: 192,
@@ -128,6 +134,9 @@ mod tests {
         assert!(e.contains("widht") && e.contains("width"), "{e}");
         let e = toml::from_str::<RestoreConfig>("distortion = \"noise:x\"").unwrap_err().to_string();
         assert!(e.contains("noise:x"), "{e}");
+        assert!(!c.colour_augment, "absent means off, as before the option existed");
+        let c: RestoreConfig = toml::from_str("colour_augment = true").unwrap();
+        assert!(c.colour_augment);
         let bad = RestoreConfig { patch: 50, ..RestoreConfig::default() };
         assert!(bad.validate().unwrap_err().to_string().contains("multiple of 4"));
     }

@@ -191,7 +191,19 @@ impl RestoreData {
     /// A random training pair of `patch` x `patch` (distorted, clean) from image `i`: a random
     /// window, one of the 8 flips/rotations, and for clean data the distortion applied to the
     /// window plus a margin that is then cut away (blur near the window's edge sees real pixels).
-    pub fn random_patch(&self, i: usize, patch: usize, spec: &DistortionSpec, rng: &mut impl Rng) -> (Planar, Planar) {
+    /// With `colour_augment` a clean window is recoloured before it is distorted
+    /// ([`crate::colour::colour_augment`]); paired data is left as stored, since its distortion is
+    /// baked into `lq` and a chroma gain would scale the noise too. Without it no extra random
+    /// value is drawn, so the patches are exactly those of configs written before the option.
+    /// Returns (lq, gt), each (3, patch, patch) on 0..255.
+    pub fn random_patch(
+        &self,
+        i: usize,
+        patch: usize,
+        spec: &DistortionSpec,
+        colour_augment: bool,
+        rng: &mut impl Rng,
+    ) -> (Planar, Planar) {
         const MARGIN: usize = 16;
         match self {
             Self::Clean(v) => {
@@ -200,7 +212,10 @@ impl RestoreData {
                 let (x, y) =
                     (rng.gen_range(0..=img.width - patch - 2 * m), rng.gen_range(0..=img.height - patch - 2 * m));
                 let flip = rng.gen_range(0..8);
-                let window = dihedral(&img.crop(x, y, patch + 2 * m, patch + 2 * m), flip);
+                let mut window = dihedral(&img.crop(x, y, patch + 2 * m, patch + 2 * m), flip);
+                if colour_augment {
+                    window = crate::colour::colour_augment(&window, v[i].grey, rng);
+                }
                 let lq = spec.apply(&window, rng);
                 (lq.crop(m, m, patch, patch), window.crop(m, m, patch, patch))
             }
@@ -230,34 +245,55 @@ impl RestoreData {
     }
 }
 
-/// One of the 8 symmetries of the square: bit 0 flips left-right, bit 1 flips top-bottom, bit 2
-/// transposes. A square img (C, S, S) -> (C, S, S).
+/// One of the 8 symmetries of the square, on any H x W: bit 0 flips left-right, bit 1 flips
+/// top-bottom, bit 2 transposes (applied first: it reads the source transposed, so a transposed
+/// output is W x H). img: (C, H, W) -> (C, H, W), or (C, W, H) when bit 2 is set.
+/// Undo it with [`dihedral_inverse`].
 pub fn dihedral(img: &Planar, k: usize) -> Planar {
-    let s = img.width;
-    assert_eq!(s, img.height, "dihedral needs a square window");
-    let mut out = img.clone();
+    let (h, w) = (img.height, img.width);
+    let transpose = k & 4 != 0;
+    let (oh, ow) = if transpose { (w, h) } else { (h, w) };
+    let mut out = Planar::zeros(img.channels, oh, ow);
     for c in 0..img.channels {
         let src = img.plane(c);
         let dst = out.plane_mut(c);
-        for y in 0..s {
-            for x in 0..s {
-                let (mut sx, mut sy) = if k & 4 != 0 { (y, x) } else { (x, y) };
+        for y in 0..oh {
+            for x in 0..ow {
+                let (mut sx, mut sy) = if transpose { (y, x) } else { (x, y) };
                 if k & 1 != 0 {
-                    sx = s - 1 - sx;
+                    sx = w - 1 - sx;
                 }
                 if k & 2 != 0 {
-                    sy = s - 1 - sy;
+                    sy = h - 1 - sy;
                 }
-                dst[y * s + x] = src[sy * s + sx];
+                dst[y * ow + x] = src[sy * w + sx];
             }
         }
     }
     out
 }
 
+/// The index of the symmetry that undoes `dihedral(_, k)`. Flips and plain transposes are their own
+/// inverses, and so is the anti-transpose (7); the two quarter turns (5 and 6) undo each other.
+pub fn dihedral_inverse_index(k: usize) -> usize {
+    let one_flip = (k & 1) != ((k >> 1) & 1);
+    if k & 4 != 0 && one_flip {
+        k ^ 3
+    } else {
+        k
+    }
+}
+
+/// Undoes [`dihedral`]: `dihedral_inverse(&dihedral(img, k), k) == img` for every k and any H x W.
+/// img: (C, H', W') as `dihedral` returned it -> (C, H, W) of the original.
+pub fn dihedral_inverse(img: &Planar, k: usize) -> Planar {
+    dihedral(img, dihedral_inverse_index(k))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hitomi_core::SeededRng;
     use std::collections::HashSet;
 
     #[test]
@@ -267,6 +303,44 @@ mod tests {
         let views: HashSet<Vec<u32>> =
             (0..8).map(|k| dihedral(&img, k).data.iter().map(|v| *v as u32).collect()).collect();
         assert_eq!(views.len(), 8);
+    }
+
+    #[test]
+    fn dihedral_inverse_undoes_all_eight_on_a_non_square_image() {
+        // 2 channels of 3 x 5 with distinct values, so any misplaced pixel shows.
+        let img = Planar::new(2, 3, 5, (0..30).map(|v| v as f32).collect()).unwrap();
+        for k in 0..8 {
+            let t = dihedral(&img, k);
+            let expect = if k & 4 != 0 { (5, 3) } else { (3, 5) };
+            assert_eq!((t.height, t.width), expect, "k = {k}");
+            assert_eq!(dihedral_inverse(&t, k), img, "k = {k}");
+        }
+        // Square windows keep the old meaning: 4 transposes, 5 turns one way and 6 the other.
+        let sq = Planar::new(1, 2, 2, vec![1., 2., 3., 4.]).unwrap();
+        assert_eq!(dihedral(&sq, 4).data, vec![1., 3., 2., 4.]);
+        assert_eq!(dihedral(&dihedral(&sq, 5), 6), sq);
+    }
+
+    #[test]
+    fn colour_augment_recolours_grey_training_windows_before_the_noise_and_cuts_the_margin() {
+        // A grey 100 x 90 photo: its windows have a margin, which must still be cut after the noise.
+        let plane: Vec<f32> = (0..100 * 90).map(|i| ((i % 90) * 2 + (i / 90) % 17) as f32).collect();
+        let img = Planar::new(3, 100, 90, plane.repeat(3)).unwrap();
+        let data = RestoreData::Clean(vec![LoadedImage { path: "grey.png".into(), image: img, grey: true }]);
+        let spec: DistortionSpec = "noise:25".parse().unwrap();
+        let patch = |colour: bool, seed: u64| data.random_patch(0, 32, &spec, colour, &mut SeededRng::derive(seed, &[7]));
+        let same_channels = |p: &Planar| p.plane(0) == p.plane(1) && p.plane(1) == p.plane(2);
+        let (lq, gt) = patch(false, 0);
+        assert!(same_channels(&gt), "off: grey stays grey");
+        assert!(!same_channels(&lq), "the noise is independent per channel");
+        let (lq, gt) = patch(true, 0);
+        assert_eq!((lq.channels, lq.height, lq.width, gt.height, gt.width), (3, 32, 32, 32, 32));
+        assert!(!same_channels(&gt), "on: grey windows get colour");
+        // The noise was added to the recoloured window: lq - gt has about sigma 25 in every channel.
+        let sd = (lq.data.iter().zip(&gt.data).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / lq.data.len() as f32).sqrt();
+        assert!((18.0..30.0).contains(&sd), "noise sd {sd}");
+        assert_eq!(patch(true, 0), patch(true, 0), "deterministic for a stream");
+        assert_ne!(patch(true, 0).1, patch(true, 1).1);
     }
 
     #[test]

@@ -89,7 +89,8 @@ impl Task for RestoreTask {
             let (mut lq, mut gt) = (Vec::with_capacity(idx.len()), Vec::with_capacity(idx.len()));
             for &i in idx {
                 let mut rng = SeededRng::derive(cfg.train.seed, &[epoch as u64, i as u64]);
-                let (a, b) = data.random_patch(i % data.len(), cfg.patch, &cfg.distortion, &mut rng);
+                let (a, b) =
+                    data.random_patch(i % data.len(), cfg.patch, &cfg.distortion, cfg.colour_augment, &mut rng);
                 lq.push(a);
                 gt.push(b);
             }

@@ -1,4 +1,4 @@
-//! `hitomi-detect cocoeval`: parses flags and calls the library.
+//! `hitomi-detect train|eval|predict|cocoeval`: parses flags and calls the library.
 
 use clap::Parser;
 use hitomi_detect::cli::{run, DetectCommand};

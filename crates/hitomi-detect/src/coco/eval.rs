@@ -33,6 +33,11 @@ pub struct CocoStats {
     /// For each ground-truth category id (ascending): AP over IoU .50:.95, area all, maxDets 100;
     /// -1 for a category without (non-crowd) ground truth.
     pub per_category_ap: Vec<(u64, f64)>,
+    /// For each ground-truth category id (ascending, as `per_category_ap`): the 101 interpolated
+    /// precisions at recall 0, .01, .., 1 for IoU .50, area all, maxDets 100 -- pycocotools'
+    /// `precision[0, :, k, 0, 2]`. All -1 for a category without (non-crowd) ground truth; 0 past
+    /// the highest recall reached. Their mean over the entries > -1 is the category's AP50.
+    pub pr50: Vec<(u64, Vec<f64>)>,
 }
 
 /// pycocotools' default `Params(iouType='bbox')`.
@@ -366,7 +371,14 @@ pub fn evaluate(gt: &CocoGt, dt: &[CocoDet]) -> Result<CocoStats> {
             (id, ap)
         })
         .collect();
-    Ok(CocoStats { stats, per_category_ap })
+    // Picked by float equality as summarize() picks AP50's threshold (it is the first one).
+    let t50 = p.iou_thrs.iter().position(|&t| t == 0.5).expect("IoU threshold .50 is in the defaults");
+    let pr50 = cat_ids
+        .iter()
+        .enumerate()
+        .map(|(k, &id)| (id, (0..p.rec_thrs.len()).map(|r| acc.precision[acc.p_index(t50, r, k, all, m100)]).collect()))
+        .collect();
+    Ok(CocoStats { stats, per_category_ap, pr50 })
 }
 
 #[cfg(test)]
@@ -457,5 +469,114 @@ mod tests {
         d.image_id = 9;
         let e = evaluate(&gt, &[d]).unwrap_err();
         assert!(format!("{e}").contains("{9}"), "{e}");
+    }
+
+    #[test]
+    fn pr50_of_a_false_then_a_true_positive() {
+        // Two objects; the best-scored detection misses, the second hits one. After them recall
+        // is 0, .5 and (monotone) precision .5, .5: precision .5 up to recall .50, 0 beyond.
+        let gt = one_image(vec![ann(1, [0.0, 0.0, 10.0, 10.0], 0), ann(2, [50.0, 50.0, 10.0, 10.0], 0)]);
+        let dt = vec![det([200.0, 200.0, 10.0, 10.0], 0.9), det([0.0, 0.0, 10.0, 10.0], 0.8)];
+        let s = evaluate(&gt, &dt).unwrap();
+        let (id, curve) = &s.pr50[0];
+        assert_eq!((*id, curve.len()), (1, 101));
+        let half = 1.0 / (2.0 + f64::EPSILON);
+        assert!(curve[..=50].iter().all(|&p| p == half), "{curve:?}");
+        assert!(curve[51..].iter().all(|&p| p == 0.0), "{curve:?}");
+        // The curve's mean is this category's AP50, and with one category the summary AP50.
+        assert_eq!(s.stats[1], curve.iter().sum::<f64>() / 101.0);
+    }
+
+    #[test]
+    fn pr50_is_minus_one_without_ground_truth() {
+        let s = evaluate(&one_image(vec![]), &[det([0.0, 0.0, 5.0, 5.0], 0.5)]).unwrap();
+        assert_eq!(s.pr50, vec![(1, vec![-1.0; 101])]);
+    }
+
+    /// pycocotools 2.0.11's `precision[0, r, k, 0, 2]` at r = 0, 10, .., 100 on two of the golden
+    /// cases (the full curves of all four cases were compared bit for bit when `pr50` was added).
+    #[test]
+    fn pr50_matches_pycocotools_on_golden_cases() {
+        type Points = (u64, [f64; 11]);
+        let want: [(&str, &[Points]); 2] = [
+            (
+                "messy",
+                &[
+                    (
+                        1,
+                        [
+                            1.0,
+                            1.0,
+                            0.5454545454545454,
+                            0.2558139534883721,
+                            0.24074074074074073,
+                            0.21333333333333335,
+                            0.18584070796460178,
+                            0.0,
+                            0.0,
+                            0.0,
+                            0.0,
+                        ],
+                    ),
+                    (3, [1.0, 1.0, 1.0, 1.0, 0.8, 0.8, 0.8, 0.0, 0.0, 0.0, 0.0]),
+                    (
+                        7,
+                        [
+                            0.75,
+                            0.75,
+                            0.75,
+                            0.75,
+                            0.5714285714285714,
+                            0.5714285714285714,
+                            0.5555555555555556,
+                            0.42857142857142855,
+                            0.0,
+                            0.0,
+                            0.0,
+                        ],
+                    ),
+                ],
+            ),
+            (
+                "empty_category",
+                &[
+                    (
+                        1,
+                        [
+                            0.9999999999999998,
+                            0.9999999999999998,
+                            0.9999999999999998,
+                            0.9999999999999998,
+                            0.0,
+                            0.0,
+                            0.0,
+                            0.0,
+                            0.0,
+                            0.0,
+                            0.0,
+                        ],
+                    ),
+                    (2, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.7142857142857143, 0.7142857142857143, 0.0, 0.0, 0.0]),
+                    (3, [0.0; 11]),
+                    (4, [-1.0; 11]),
+                ],
+            ),
+        ];
+        for (case, cats) in want {
+            let dir =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/reference/coco").join(case);
+            let gt = CocoGt::from_path(&dir.join("gt.json")).unwrap();
+            let dt = crate::coco::read_detections(&dir.join("dt.json")).unwrap();
+            let s = evaluate(&gt, &dt).unwrap();
+            assert_eq!(s.pr50.iter().map(|c| c.0).collect::<Vec<_>>(), cats.iter().map(|c| c.0).collect::<Vec<_>>());
+            for ((id, curve), (_, points)) in s.pr50.iter().zip(cats.iter()) {
+                let got: Vec<f64> = (0..=100).step_by(10).map(|r| curve[r]).collect();
+                assert_eq!(got, points, "{case}: category {id}");
+            }
+            // Summing precision[0, r, k, 0, 2] in summarize's order (r outer, k inner) gives AP50 bit for bit.
+            let valid: Vec<f64> =
+                (0..101).flat_map(|r| s.pr50.iter().map(move |c| c.1[r])).filter(|&p| p > -1.0).collect();
+            assert_eq!(s.stats[1], valid.iter().sum::<f64>() / valid.len() as f64, "{case}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! COCO bbox evaluation: the file formats (`format`) and pycocotools' `COCOeval` algorithm (`eval`).
+//! COCO bbox evaluation: the file formats (`format`), pycocotools' `COCOeval` algorithm (`eval`) and
+//! builders from pixel boxes to COCO ground truth and results, with their writer (`export`).
 //!
 //! ```no_run
 //! use hitomi_detect::coco::{evaluate, read_detections, CocoGt};
@@ -12,7 +13,9 @@
 //! ```
 
 mod eval;
+mod export;
 mod format;
 
 pub use eval::{box_iou, evaluate, CocoStats, STAT_NAMES};
+pub use export::{dets_from_boxes, gt_from_boxes, write_coco_dir, PixelDet, PixelGtImage};
 pub use format::{read_detections, CocoAnnotation, CocoCategory, CocoDet, CocoGt, CocoImage};
