@@ -222,8 +222,8 @@ fn detect(args: &TourArgs, classifier: &std::path::Path) -> Result<(serde_json::
     };
     let e = hitomi_detect::eval::run(&eval)?;
     let images: Vec<PathBuf> = (0..3).map(|i| data.join(format!("images/test/test_{i:05}.png"))).collect();
-    let predict = PredictArgs { weights: run_dir.clone(), out: run_dir.join("predict"), json: None, images };
-    hitomi_detect::predict::run(&predict)?;
+    let common = PredictArgs { weights: run_dir.clone(), out: run_dir.join("predict"), json: None, images };
+    hitomi_detect::predict::run(&hitomi_detect::predict::DetectPredictArgs { common, conf: 0.25 })?;
     let seconds = t0.elapsed().as_secs_f64();
     let s = &e.stats.stats;
     let summary = json!({

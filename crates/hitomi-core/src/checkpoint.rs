@@ -27,8 +27,12 @@ impl WeightsFile {
 pub fn read_weights(path: &Path) -> Result<WeightsFile> {
     let bytes = fs::read(path).with_context(|| format!("{}: cannot read weights file", path.display()))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let parsed = safetensors::SafeTensors::read_metadata(&bytes);
+    // The pickle diagnosis only for files that are not valid safetensors: a safetensors file starts
+    // with its header length (u64, little endian), whose first byte is 0x80 (the pickle opcode)
+    // whenever the length is 128 mod 256.
     let pickle_magic = bytes.first() == Some(&0x80) || bytes.starts_with(b"PK\x03\x04");
-    if matches!(ext.as_str(), "pt" | "pth" | "bin" | "ckpt" | "pkl") || pickle_magic {
+    if parsed.is_err() && (matches!(ext.as_str(), "pt" | "pth" | "bin" | "ckpt" | "pkl") || pickle_magic) {
         bail!(
             "{}: this looks like a PyTorch pickle file; hitomi loads safetensors only (pickles can run \
              code when loaded). Convert it in Python with \
@@ -36,7 +40,7 @@ pub fn read_weights(path: &Path) -> Result<WeightsFile> {
             path.display()
         );
     }
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+    let (_, meta) = parsed.map_err(|e| {
         anyhow::anyhow!("{}: not a valid safetensors file ({e}); expected a safetensors weights file", path.display())
     })?;
     let metadata = meta.metadata().clone().unwrap_or_default();
@@ -73,6 +77,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     #[test]
     fn round_trip_and_refusals() {
@@ -91,6 +96,20 @@ mod tests {
         fs::write(&pt, [0x80u8, 0x02, 0x7d]).unwrap();
         let e = read_weights(&pt).err().unwrap().to_string();
         assert!(e.contains("model.pt") && e.contains("safetensors only"), "{e}");
+
+        // A header of 128 mod 256 bytes puts 0x80 first, like a pickle; it still loads.
+        let t = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+        let odd = dir.join("odd.safetensors");
+        for pad in 0..256 {
+            let mut meta = HashMap::new();
+            meta.insert("pad".to_string(), "x".repeat(pad));
+            write_weights(&odd, &[("b".into(), t.clone())], meta).unwrap();
+            if fs::read(&odd).unwrap()[0] == 0x80 {
+                break;
+            }
+        }
+        assert_eq!(fs::read(&odd).unwrap()[0], 0x80);
+        assert_eq!(read_weights(&odd).unwrap().tensors["b"].dims(), &[3]);
 
         let junk = dir.join("junk.safetensors");
         fs::write(&junk, b"hello world, not tensors").unwrap();

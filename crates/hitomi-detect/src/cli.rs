@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use hitomi_train::cli::{PredictArgs, TrainArgs};
+use hitomi_train::cli::TrainArgs;
 use serde_json::json;
 
 use crate::coco::{evaluate, read_detections, CocoGt};
 use crate::eval::DetectEvalArgs;
+use crate::predict::DetectPredictArgs;
 use crate::stats_table::format_stats;
 
 #[derive(Subcommand, Debug)]
@@ -18,7 +19,7 @@ pub enum DetectCommand {
     /// Evaluate weights on a split: COCO mAP (pycocotools' 12 stats), JSON, PR curves, COCO files.
     Eval(DetectEvalArgs),
     /// Boxes with class and score drawn on images, and JSON.
-    Predict(PredictArgs),
+    Predict(DetectPredictArgs),
     /// COCO bbox evaluation of a results file, exactly as pycocotools' COCOeval.
     Cocoeval(CocoevalArgs),
 }

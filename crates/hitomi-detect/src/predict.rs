@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::{Device, Tensor};
+use clap::Args;
 use hitomi_core::checkpoint::write_atomic;
 use hitomi_core::image_io::read_image;
 use hitomi_data::pixels::to_chw;
@@ -17,6 +18,17 @@ use serde::Serialize;
 
 use crate::decode::{decode, rescale, Detection};
 use crate::eval::{load_detector, LoadedDetector};
+
+/// The shared predict flags plus the score a box needs to be reported.
+#[derive(Args, Debug, Clone)]
+pub struct DetectPredictArgs {
+    #[command(flatten)]
+    pub common: PredictArgs,
+    /// Boxes scoring below this are not drawn or listed (evaluation keeps everything above the
+    /// config's `score_threshold`, as mAP needs the low-scoring tail).
+    #[arg(long, default_value_t = 0.25)]
+    pub conf: f32,
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PredictedBox {
@@ -84,13 +96,16 @@ pub fn draw_detections(img: &DynamicImage, dets: &[Detection], classes: &[String
     out
 }
 
-pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
+pub fn run(cli: &DetectPredictArgs) -> Result<Vec<Prediction>> {
+    ensure!((0.0..=1.0).contains(&cli.conf), "--conf {}: expected a score in [0, 1]", cli.conf);
+    let args = &cli.common;
     let device = Device::Cpu;
     let m = load_detector(&args.weights, &device)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let mut preds = Vec::new();
     for (i, path) in args.images.iter().enumerate() {
-        let (img, dets) = detect_file(&m, path, &device)?;
+        let (img, mut dets) = detect_file(&m, path, &device)?;
+        dets.retain(|d| d.score >= cli.conf);
         let stem = format!("{i:03}_{}", path.file_stem().and_then(|s| s.to_str()).unwrap_or("image"));
         let image_path = args.out.join(format!("{stem}_boxes.png"));
         draw_detections(&img, &dets, &m.classes)
