@@ -134,7 +134,7 @@ pub fn run(args: &TourArgs) -> Result<serde_json::Value> {
          {restore_row}\n\
          {anomaly_row}\n\n\
          Plots: `classify/curves.png`, `classify/confusion.png`, `attack/robustness.png`, `attack/panel.png`, \
-         `segment/curves.png`, `segment/confusion.png`, `detect/curves.png`, `detect/pr_curves.png`, `restore/curves.png`, `restore/compare_astronaut.png`, \
+         `segment/curves.png`, `segment/confusion.png`, `detect/curves.png`, `detect/pr_curve.png`, `restore/curves.png`, `restore/compare_astronaut.png`, \
          `anomaly/roc.png`; predictions: `classify/predict/`, `segment/predict/`, `detect/predict/`, `restore/predict/`, `anomaly/predict/`.\n",
         100.0 * report.top1,
         classify["seconds"].as_f64().unwrap_or(0.0),
@@ -239,7 +239,7 @@ fn detect(args: &TourArgs, classifier: &std::path::Path) -> Result<(serde_json::
         "test_map75": s[2],
         "stats": s.to_vec(),
         "infer_images_per_second": e.images_per_second,
-        "files": ["detect/curves.png", "detect/pr_curves.png", "detect/eval.json", "detect/coco/", "detect/predict/"],
+        "files": ["detect/curves.png", "detect/pr_curve.png", "detect/eval.json", "detect/coco/", "detect/predict/"],
         "seconds": seconds,
     });
     let row = format!(

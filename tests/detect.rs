@@ -65,7 +65,7 @@ fn detector_trains_evaluates_and_predicts() {
     let stats: Vec<f64> = v["stats"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
     assert_eq!(stats.len(), 12);
     assert_eq!([v["map"].as_f64().unwrap(), v["map50"].as_f64().unwrap(), v["map75"].as_f64().unwrap()], stats[..3]);
-    assert!(json.parent().unwrap().join("pr_curves.png").exists());
+    assert!(json.parent().unwrap().join("pr_curve.png").exists());
     // The exported COCO files score the same through the stand-alone evaluator.
     let rescored = dir.join("rescored.json");
     let (ok, log) = run(hitomi()

@@ -26,7 +26,7 @@ fn tour_runs_every_task_and_writes_the_report() {
         "classify/confusion.png",
         "segment/confusion.png",
         "segment/predict/predictions.json",
-        "detect/pr_curves.png",
+        "detect/pr_curve.png",
         "detect/coco/dt.json",
         "detect/predict/predictions.json",
         "restore/eval.json",

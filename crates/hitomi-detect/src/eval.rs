@@ -81,7 +81,7 @@ pub fn run(args: &DetectEvalArgs) -> Result<Evaluation> {
         write_atomic(j, serde_json::to_string_pretty(&eval_json(&e, data.len()))?.as_bytes())?;
     }
     if let Some(dir) = hitomi_train::cli::plots_dir(&a.plots, &a.json)? {
-        plot_pr_curves(&dir.join("pr_curves.png"), &e.stats.pr50, &m.classes)?;
+        plot_pr_curves(&dir.join("pr_curve.png"), &e.stats.pr50, &m.classes)?;
     }
     if let Some(dir) = &args.coco_dir {
         write_coco_dir(dir, &e.gt, &e.dt)?;

@@ -61,7 +61,7 @@ mod tests {
     fn writes_a_png_of_the_plot_size() {
         let dir = std::env::temp_dir().join(format!("hitomi-pr-curve-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("pr_curves.png");
+        let path = dir.join("pr_curve.png");
         // A perfect class, one that tails off at recall .6, one without ground truth, and an id
         // beyond `names`.
         let perfect = vec![1.0; 101];

@@ -5,8 +5,8 @@ use clap::{Args, Subcommand};
 use hitomi_data::distort::DistortionSpec;
 use hitomi_train::cli::TrainArgs;
 
-use crate::eval::RestoreEvalArgs;
-use crate::predict::RestorePredictArgs;
+use crate::eval::RestoreEvalCommand;
+use crate::predict::RestorePredictCommand;
 
 /// The shared training flags plus restoration's own.
 #[derive(Args, Debug, Clone)]
@@ -24,9 +24,9 @@ pub enum RestoreCommand {
     /// Train a restorer on a folder of clean images (distorted on the fly) or on lq/ + gt/ pairs.
     Train(RestoreTrainArgs),
     /// PSNR/SSIM of input, classical filters and the restorer on a split; JSON and comparison images.
-    Eval(RestoreEvalArgs),
+    Eval(RestoreEvalCommand),
     /// Restored images and side-by-sides (distorted | restored).
-    Predict(RestorePredictArgs),
+    Predict(RestorePredictCommand),
 }
 
 pub fn run(cmd: &RestoreCommand) -> Result<()> {
@@ -43,10 +43,10 @@ pub fn run(cmd: &RestoreCommand) -> Result<()> {
             );
         }
         RestoreCommand::Eval(a) => {
-            crate::eval::run(a)?;
+            crate::eval::run_with(&a.args, a.inference)?;
         }
         RestoreCommand::Predict(a) => {
-            crate::predict::run(a)?;
+            crate::predict::run_with(&a.args, a.inference)?;
         }
     }
     Ok(())

@@ -56,8 +56,9 @@ pub fn synthetic_chroma(window: &Planar, rng: &mut impl Rng) -> Planar {
     let amp = rng.gen_range(CHROMA_AMPLITUDE.0..CHROMA_AMPLITUDE.1);
     let grids: Vec<[f32; CHROMA_GRID * CHROMA_GRID]> =
         (0..3).map(|_| std::array::from_fn(|_| rng.gen_range(-amp..amp))).collect();
-    let luma: Vec<f32> =
-        (0..hw).map(|i| (0..window.channels).map(|c| window.data[c * hw + i]).sum::<f32>() / window.channels as f32).collect();
+    let luma: Vec<f32> = (0..hw)
+        .map(|i| (0..window.channels).map(|c| window.data[c * hw + i]).sum::<f32>() / window.channels as f32)
+        .collect();
     // Pixel position -> grid coordinate: the grid's corners sit on the window's corners.
     let to_grid = |i: usize, n: usize| if n > 1 { i as f32 * (CHROMA_GRID - 1) as f32 / (n - 1) as f32 } else { 0.0 };
     let mut out = Planar::zeros(3, h, w);
@@ -152,8 +153,7 @@ mod tests {
     fn colour_permutation_keeps_the_channels_and_uses_all_orders() {
         let img = Planar::new(3, 5, 7, (0..105).map(|v| (v * 7 % 256) as f32).collect()).unwrap();
         let planes = |p: &Planar| -> Vec<Vec<u32>> {
-            let mut v: Vec<Vec<u32>> =
-                (0..3).map(|c| p.plane(c).iter().map(|x| x.to_bits()).collect()).collect();
+            let mut v: Vec<Vec<u32>> = (0..3).map(|c| p.plane(c).iter().map(|x| x.to_bits()).collect()).collect();
             v.sort();
             v
         };

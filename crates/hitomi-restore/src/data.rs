@@ -328,7 +328,8 @@ mod tests {
         let img = Planar::new(3, 100, 90, plane.repeat(3)).unwrap();
         let data = RestoreData::Clean(vec![LoadedImage { path: "grey.png".into(), image: img, grey: true }]);
         let spec: DistortionSpec = "noise:25".parse().unwrap();
-        let patch = |colour: bool, seed: u64| data.random_patch(0, 32, &spec, colour, &mut SeededRng::derive(seed, &[7]));
+        let patch =
+            |colour: bool, seed: u64| data.random_patch(0, 32, &spec, colour, &mut SeededRng::derive(seed, &[7]));
         let same_channels = |p: &Planar| p.plane(0) == p.plane(1) && p.plane(1) == p.plane(2);
         let (lq, gt) = patch(false, 0);
         assert!(same_channels(&gt), "off: grey stays grey");
@@ -337,7 +338,8 @@ mod tests {
         assert_eq!((lq.channels, lq.height, lq.width, gt.height, gt.width), (3, 32, 32, 32, 32));
         assert!(!same_channels(&gt), "on: grey windows get colour");
         // The noise was added to the recoloured window: lq - gt has about sigma 25 in every channel.
-        let sd = (lq.data.iter().zip(&gt.data).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / lq.data.len() as f32).sqrt();
+        let sd =
+            (lq.data.iter().zip(&gt.data).map(|(a, b)| (a - b).powi(2)).sum::<f32>() / lq.data.len() as f32).sqrt();
         assert!((18.0..30.0).contains(&sd), "noise sd {sd}");
         assert_eq!(patch(true, 0), patch(true, 0), "deterministic for a stream");
         assert_ne!(patch(true, 0).1, patch(true, 1).1);

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::config::RestoreConfig;
 use crate::data::{to_file_channels, RestoreData};
+use crate::ensemble::InferenceOptions;
 use crate::filters::tuned_baselines;
 use crate::model::Restorer;
 use crate::quality::{psnr, ssim};
@@ -38,6 +39,16 @@ pub struct RestoreEvalArgs {
     /// Skip the classical filters (they take a while on large images).
     #[arg(long)]
     pub no_baselines: bool,
+}
+
+/// `eval` as the command line parses it: [`RestoreEvalArgs`] plus how to run the restorer, kept
+/// apart so that code which builds `RestoreEvalArgs` field by field (the tour) keeps compiling.
+#[derive(Args, Debug, Clone)]
+pub struct RestoreEvalCommand {
+    #[command(flatten)]
+    pub args: RestoreEvalArgs,
+    #[command(flatten)]
+    pub inference: InferenceOptions,
 }
 
 /// A restorer rebuilt from a weights file and the config stored in it.
@@ -71,6 +82,8 @@ pub struct RestoreReport {
     pub task: String,
     pub n: usize,
     pub distortion: String,
+    /// Whether the restorer's scores are of the x8 self-ensemble (the filters are unaffected).
+    pub self_ensemble: bool,
     pub psnr: f64,
     pub ssim: f64,
     pub psnr_input: f64,
@@ -104,7 +117,12 @@ impl RestoreReport {
     }
 }
 
+/// Evaluates with a single pass of the restorer per image.
 pub fn run(args: &RestoreEvalArgs) -> Result<RestoreReport> {
+    run_with(args, InferenceOptions::default())
+}
+
+pub fn run_with(args: &RestoreEvalArgs, inference: InferenceOptions) -> Result<RestoreReport> {
     let device = Device::Cpu;
     let m = load_restorer(&args.common.weights, &device)?;
     let data = RestoreData::open(&args.common.data)?;
@@ -132,7 +150,7 @@ pub fn run(args: &RestoreEvalArgs) -> Result<RestoreReport> {
         // The same stream as the per-epoch validation: the k-th image of the evaluated list.
         let mut rng = SeededRng::derive(m.cfg.train.seed, &[EVAL_STREAM, k as u64]);
         let (lq, gt, grey) = data.pair(k, &spec, &mut rng);
-        let restored = restore_for_file(&m.model, &m.cfg, &lq, grey, &device)?;
+        let restored = restore_for_file(&m.model, &m.cfg, &lq, grey, inference, &device)?;
         let (lq, gt) = (to_file_channels(&lq, grey), to_file_channels(&gt, grey));
         per_image.push(ImageScores {
             file: data.names()[k].clone(),
@@ -165,6 +183,7 @@ pub fn run(args: &RestoreEvalArgs) -> Result<RestoreReport> {
         task: "restore".into(),
         n,
         distortion: spec.to_string(),
+        self_ensemble: inference.self_ensemble,
         psnr: mean(&|s| s.psnr),
         ssim: mean(&|s| s.ssim),
         psnr_input: mean(&|s| s.psnr_input),
@@ -176,11 +195,12 @@ pub fn run(args: &RestoreEvalArgs) -> Result<RestoreReport> {
         seconds_per_image,
     };
     println!(
-        "{} on {} ({} split, {n} image(s), distortion {})\n{}",
+        "{} on {} ({} split, {n} image(s), distortion {}{})\n{}",
         m.path.display(),
         args.common.data.display(),
         args.common.split,
         report.distortion,
+        if inference.self_ensemble { ", x8 self-ensemble" } else { "" },
         report.table()
     );
     if let Some(g) = report.gain_over_best_baseline() {

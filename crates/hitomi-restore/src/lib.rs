@@ -2,8 +2,10 @@
 //! removal): a residual encoder-decoder, PSNR/SSIM as scikit-image, classical filter baselines.
 
 pub mod cli;
+pub mod colour;
 pub mod config;
 pub mod data;
+pub mod ensemble;
 pub mod eval;
 pub mod filters;
 pub mod model;

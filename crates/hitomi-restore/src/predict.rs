@@ -13,6 +13,7 @@ use hitomi_train::cli::PredictArgs;
 use serde::Serialize;
 
 use crate::data::{to_file_channels, LoadedImage};
+use crate::ensemble::InferenceOptions;
 use crate::eval::load_restorer;
 use crate::quality::psnr;
 use crate::sheet::{write_png, write_side_by_side};
@@ -30,6 +31,16 @@ pub struct RestorePredictArgs {
     pub seed: u64,
 }
 
+/// `predict` as the command line parses it: [`RestorePredictArgs`] plus how to run the restorer,
+/// kept apart so that code which builds `RestorePredictArgs` field by field (the tour) keeps compiling.
+#[derive(Args, Debug, Clone)]
+pub struct RestorePredictCommand {
+    #[command(flatten)]
+    pub args: RestorePredictArgs,
+    #[command(flatten)]
+    pub inference: InferenceOptions,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
     pub file: String,
@@ -40,7 +51,12 @@ pub struct Prediction {
     pub psnr: Option<f64>,
 }
 
+/// Predicts with a single pass of the restorer per image.
 pub fn run(args: &RestorePredictArgs) -> Result<Vec<Prediction>> {
+    run_with(args, InferenceOptions::default())
+}
+
+pub fn run_with(args: &RestorePredictArgs, inference: InferenceOptions) -> Result<Vec<Prediction>> {
     let device = Device::Cpu;
     let m = load_restorer(&args.common.weights, &device)?;
     let out = &args.common.out;
@@ -56,7 +72,7 @@ pub fn run(args: &RestorePredictArgs) -> Result<Vec<Prediction>> {
             }
             None => (img.image.clone(), None),
         };
-        let restored = restore_for_file(&m.model, &m.cfg, &input, img.grey, &device)?;
+        let restored = restore_for_file(&m.model, &m.cfg, &input, img.grey, inference, &device)?;
         let shown_input = to_file_channels(&input, img.grey).to_u8_levels();
         let (restored_path, sbs_path): (PathBuf, PathBuf) =
             (out.join(format!("{stem}_restored.png")), out.join(format!("{stem}_side_by_side.png")));

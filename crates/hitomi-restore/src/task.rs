@@ -14,6 +14,7 @@ use hitomi_train::{Metrics, StepLoss, Task};
 
 use crate::config::{RestoreConfig, RestoreLoss};
 use crate::data::{to_file_channels, RestoreData};
+use crate::ensemble::{restore_self_ensemble, InferenceOptions};
 use crate::model::Restorer;
 use crate::quality::psnr;
 use crate::tiles;
@@ -46,26 +47,34 @@ pub fn restore_loss(restored: &Tensor, clean: &Tensor, loss: RestoreLoss) -> Res
     })
 }
 
-/// Restores `distorted` (3, H, W) with tiles and returns it in the file's channels, 8-bit levels.
+/// Restores `distorted` (3, H, W) with tiles, once or as the x8 self-ensemble, and returns it in
+/// the file's channels, 8-bit levels: (1 or 3, H, W).
 pub fn restore_for_file(
     model: &Restorer,
     cfg: &RestoreConfig,
     distorted: &Planar,
     grey: bool,
+    opts: InferenceOptions,
     device: &Device,
 ) -> Result<Planar> {
-    let out = tiles::restore(model, distorted, cfg.tile, cfg.tile_overlap, 4, device)?;
+    let out = if opts.self_ensemble {
+        restore_self_ensemble(model, distorted, cfg.tile, cfg.tile_overlap, 4, device)?
+    } else {
+        tiles::restore(model, distorted, cfg.tile, cfg.tile_overlap, 4, device)?
+    };
     Ok(to_file_channels(&out, grey).to_u8_levels())
 }
 
 /// Mean PSNR of (restored, input) over `data`, each distorted with the fixed evaluation streams.
+/// A single pass, not the self-ensemble: it runs every epoch, and 8 times the cost would not change
+/// which epoch is best by much.
 pub fn mean_psnr(model: &Restorer, cfg: &RestoreConfig, data: &RestoreData, device: &Device) -> Result<(f64, f64)> {
     let (mut out, mut inp) = (0.0, 0.0);
     for i in 0..data.len() {
         let mut rng = SeededRng::derive(cfg.train.seed, &[EVAL_STREAM, i as u64]);
         let (lq, gt, grey) = data.pair(i, &cfg.distortion, &mut rng);
         let gt = to_file_channels(&gt, grey);
-        out += psnr(&gt, &restore_for_file(model, cfg, &lq, grey, device)?)?;
+        out += psnr(&gt, &restore_for_file(model, cfg, &lq, grey, InferenceOptions::default(), device)?)?;
         inp += psnr(&gt, &to_file_channels(&lq, grey))?;
     }
     Ok((out / data.len() as f64, inp / data.len() as f64))
