@@ -131,8 +131,9 @@ fn bad_restoration_input_names_files_and_specs() {
 }
 
 /// The shipped denoiser on the photo it never trained on (astronaut.png, noise sigma 25 from the
-/// fixed evaluation stream): models/README.md records 29.96 dB against 29.52 for the best tuned
-/// classical filter (NL-means) and 20.86 for the input.
+/// fixed evaluation stream): models/README.md records 30.36 dB in one pass and 30.73 dB with the x8
+/// self-ensemble, against 29.52 for the best tuned classical filter (NL-means) and 20.86 for the
+/// input; the restoration issue asks for 1 dB over the best filter.
 #[test]
 fn shipped_denoiser_beats_every_classical_filter_on_the_held_out_photo() {
     let dir = temp_dir("restore-shipped");
@@ -149,6 +150,22 @@ fn shipped_denoiser_beats_every_classical_filter_on_the_held_out_photo() {
     assert_eq!(v["per_image"][0]["file"].as_str(), Some("astronaut.png"), "{v}");
     let psnr = v["psnr"].as_f64().unwrap();
     let best = v["baselines"].as_object().unwrap().values().map(|p| p.as_f64().unwrap()).fold(f64::MIN, f64::max);
-    assert!(psnr >= 29.8 && psnr > best + 0.3, "restorer {psnr} dB, best filter {best} dB\n{log}");
+    assert!(psnr >= 30.2 && psnr > best + 0.7, "restorer {psnr} dB, best filter {best} dB\n{log}");
     assert!(v["ssim"].as_f64().unwrap() > v["baselines_ssim"]["nl_means"].as_f64().unwrap());
+
+    let ens_path = dir.join("ensemble.json");
+    let (ok, log) = run(hitomi()
+        .args(["restore", "eval", "--weights"])
+        .arg(repo().join("models/restore/denoise-sigma25.safetensors"))
+        .arg("--data")
+        .arg(repo().join("assets/photos"))
+        .args(["--split", "val", "--no-baselines", "--self-ensemble", "--json"])
+        .arg(&ens_path));
+    assert!(ok, "{log}");
+    let e = read_json(&ens_path);
+    let ens = e["psnr"].as_f64().unwrap();
+    assert!(
+        ens > psnr && ens >= best + 1.0,
+        "self-ensemble {ens} dB, one pass {psnr} dB, best filter {best} dB\n{log}"
+    );
 }
