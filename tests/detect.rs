@@ -164,5 +164,7 @@ fn bad_yolo_labels_are_named() {
     assert!(ok, "{log}");
     assert!(crate::common::step_log(&out).iter().all(|s| s.1.is_finite()));
 }
+/// The detection issue's targets; on these 150 canvases the shipped weights score mAP 0.832 and
+/// mAP@.5 0.976 (0.841 / 0.981 on the 500 canvases of models/README.md).
 const SHIPPED_MIN_MAP: f64 = 0.80;
 const SHIPPED_MIN_MAP50: f64 = 0.97;

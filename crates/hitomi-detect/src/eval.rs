@@ -50,10 +50,21 @@ pub fn load_detector(weights: &Path, device: &Device) -> Result<LoadedDetector> 
     Ok(LoadedDetector { model, cfg, classes: w.classes, store, path: w.path })
 }
 
-/// The JSON `eval --json` writes.
-pub fn eval_json(e: &Evaluation, n_images: usize) -> serde_json::Value {
+/// The JSON `eval --json` writes: the keys plus AP@.5:.95 per class name (-1 without
+/// ground truth); category id k + 1 is class k (`coco::export`).
+pub fn eval_json(e: &Evaluation, n_images: usize, classes: &[String]) -> serde_json::Value {
     let s = &e.stats.stats;
-    json!({"task": "detect", "n_images": n_images, "map": s[0], "map50": s[1], "map75": s[2], "stats": s.to_vec()})
+    let per_class: serde_json::Map<String, serde_json::Value> = e
+        .stats
+        .per_category_ap
+        .iter()
+        .map(|&(id, ap)| {
+            let name = classes.get(id as usize - 1).cloned().unwrap_or_else(|| id.to_string());
+            (name, json!(ap))
+        })
+        .collect();
+    json!({"task": "detect", "n_images": n_images, "map": s[0], "map50": s[1], "map75": s[2], "stats": s.to_vec(),
+           "ap_per_class": per_class})
 }
 
 pub fn run(args: &DetectEvalArgs) -> Result<Evaluation> {
@@ -78,7 +89,7 @@ pub fn run(args: &DetectEvalArgs) -> Result<Evaluation> {
         e.images_per_second
     );
     if let Some(j) = &a.json {
-        write_atomic(j, serde_json::to_string_pretty(&eval_json(&e, data.len()))?.as_bytes())?;
+        write_atomic(j, serde_json::to_string_pretty(&eval_json(&e, data.len(), &m.classes))?.as_bytes())?;
     }
     if let Some(dir) = hitomi_train::cli::plots_dir(&a.plots, &a.json)? {
         plot_pr_curves(&dir.join("pr_curve.png"), &e.stats.pr50, &m.classes)?;
