@@ -93,3 +93,16 @@ pub fn step_log(run: &Path) -> Vec<(usize, f64)> {
         })
         .collect()
 }
+
+/// `hitomi data canvases` of the bundled digits of `split` into DIR/canvases; returns that folder
+/// (it holds `detect/` and `segment/`).
+pub fn digit_canvases(dir: &Path, split: &str, n: usize, seed: u64) -> PathBuf {
+    let out = dir.join("canvases");
+    let (ok, log) = run(hitomi()
+        .args(["data", "canvases", "--digits"])
+        .arg(repo().join("assets/mnist"))
+        .args(["--split", split, "--n", &n.to_string(), "--seed", &seed.to_string(), "--out"])
+        .arg(&out));
+    assert!(ok, "{log}");
+    out
+}

@@ -9,14 +9,7 @@ use crate::common::{hitomi, read_json, repo, run, temp_dir};
 
 /// `hitomi data canvases` of the bundled digits of `split`; returns OUT/detect.
 fn canvases(dir: &Path, split: &str, n: usize, seed: u64) -> PathBuf {
-    let out = dir.join("canvases");
-    let (ok, log) = run(hitomi()
-        .args(["data", "canvases", "--digits"])
-        .arg(repo().join("assets/mnist"))
-        .args(["--split", split, "--n", &n.to_string(), "--seed", &seed.to_string(), "--out"])
-        .arg(&out));
-    assert!(ok, "{log}");
-    out.join("detect")
+    crate::common::digit_canvases(dir, split, n, seed).join("detect")
 }
 
 #[test]

@@ -10,14 +10,7 @@ use crate::common::{hitomi, read_json, repo, run, temp_dir};
 
 /// `hitomi data canvases` of the bundled digits of `split`; returns OUT/segment.
 fn canvases(dir: &Path, split: &str, n: usize, seed: u64) -> PathBuf {
-    let out = dir.join("canvases");
-    let (ok, log) = run(hitomi()
-        .args(["data", "canvases", "--digits"])
-        .arg(repo().join("assets/mnist"))
-        .args(["--split", split, "--n", &n.to_string(), "--seed", &seed.to_string(), "--out"])
-        .arg(&out));
-    assert!(ok, "{log}");
-    out.join("segment")
+    crate::common::digit_canvases(dir, split, n, seed).join("segment")
 }
 
 fn tiny_config(dir: &Path) -> PathBuf {

@@ -3,7 +3,7 @@
 //! anything else in the file is ignored, and a malformed `names` is an error naming file and line.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -150,6 +150,49 @@ pub fn read_data_yaml(root: &Path) -> Result<DataYaml> {
         format!("{}: cannot read; expected a data.yaml with the class names (Ultralytics layout)", p.display())
     })?;
     parse_data_yaml(&text, &p.display().to_string())
+}
+
+/// The image folder of `split` and its companion (`labels` for detection, `masks` for
+/// segmentation): the `data.yaml` entry if any (e.g. `images/train`), else `images/<split>` (val and
+/// test stand in for each other); the companion lives where `images` is replaced by its name, as
+/// Ultralytics looks labels up. `pattern` (e.g. `*.txt`) is what the companion holds, for the error.
+pub fn split_folders(
+    root: &Path,
+    split: &str,
+    yaml_splits: &BTreeMap<String, String>,
+    companion: &str,
+    pattern: &str,
+) -> Result<(PathBuf, PathBuf)> {
+    let mut candidates: Vec<String> = Vec::new();
+    let alts: &[&str] = match split {
+        "val" => &["val", "test"],
+        "test" => &["test", "val"],
+        s => &[s][..],
+    };
+    for s in alts {
+        // data.yaml usually names the default folder itself; each place is listed once in the error.
+        for rel in yaml_splits.get(*s).cloned().into_iter().chain([format!("images/{s}")]) {
+            if !candidates.contains(&rel) {
+                candidates.push(rel);
+            }
+        }
+    }
+    for rel in &candidates {
+        let images = root.join(rel);
+        if images.is_dir() {
+            let companion_rel: Vec<String> = Path::new(rel)
+                .iter()
+                .map(|c| if c == "images" { companion.into() } else { c.to_string_lossy().into_owned() })
+                .collect();
+            return Ok((images, root.join(companion_rel.join("/"))));
+        }
+    }
+    bail!(
+        "{}: no image folder for split `{split}`; looked for {}; expected data.yaml, images/<split>/*.png and \
+         {companion}/<split>/{pattern}",
+        root.display(),
+        candidates.iter().map(|c| root.join(c).display().to_string()).collect::<Vec<_>>().join(", ")
+    )
 }
 
 #[cfg(test)]

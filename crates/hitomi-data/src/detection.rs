@@ -4,7 +4,7 @@
 //! Every image and label file is decoded and checked at open time and all problems are reported in
 //! one error, each bad row as `file:line: what is wrong`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use hitomi_core::image_io::read_image;
 use rayon::prelude::*;
 
-use crate::data_yaml::read_data_yaml;
+use crate::data_yaml::{read_data_yaml, split_folders};
 use crate::image_folder::{entries, is_image};
 use crate::pixels::to_chw;
 
@@ -156,42 +156,6 @@ struct Sample {
     boxes: Vec<NormBox>,
 }
 
-/// The image and label folders of `split`: the `data.yaml` entry if any (e.g. `images/train`), else
-/// `images/<split>` (val and test stand in for each other); labels live where `images` is replaced
-/// by `labels`, as Ultralytics looks them up.
-fn split_dirs(root: &Path, split: &str, yaml_splits: &BTreeMap<String, String>) -> Result<(PathBuf, PathBuf)> {
-    let mut candidates: Vec<String> = Vec::new();
-    let alts: &[&str] = match split {
-        "val" => &["val", "test"],
-        "test" => &["test", "val"],
-        s => &[s][..],
-    };
-    for s in alts {
-        // data.yaml usually names the default folder itself; each place is listed once in the error.
-        for rel in yaml_splits.get(*s).cloned().into_iter().chain([format!("images/{s}")]) {
-            if !candidates.contains(&rel) {
-                candidates.push(rel);
-            }
-        }
-    }
-    for rel in &candidates {
-        let images = root.join(rel);
-        if images.is_dir() {
-            let labels_rel: Vec<String> = Path::new(rel)
-                .iter()
-                .map(|c| if c == "images" { "labels".into() } else { c.to_string_lossy().into_owned() })
-                .collect();
-            return Ok((images, root.join(labels_rel.join("/"))));
-        }
-    }
-    bail!(
-        "{}: no image folder for split `{split}`; looked for {}; expected data.yaml, images/<split>/*.png and \
-         labels/<split>/*.txt",
-        root.display(),
-        candidates.iter().map(|c| root.join(c).display().to_string()).collect::<Vec<_>>().join(", ")
-    )
-}
-
 /// Reads and checks one image and its label file (absent = background). The error holds every
 /// problem found, so a bad image does not hide bad rows.
 fn read_sample(
@@ -267,7 +231,7 @@ impl DetectionData {
         }
         let yaml = read_data_yaml(root)?;
         let n_classes = yaml.names.len();
-        let (image_dir, label_dir) = split_dirs(root, split, &yaml.splits)?;
+        let (image_dir, label_dir) = split_folders(root, split, &yaml.splits, "labels", "*.txt")?;
         let files: Vec<PathBuf> = entries(&image_dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
         if files.is_empty() {
             bail!("{}: no images; expected *.png or *.jpg files", image_dir.display());

@@ -10,7 +10,7 @@ use hitomi_core::image_io::read_image;
 use image::imageops::FilterType;
 use rayon::prelude::*;
 
-use crate::data_yaml::read_data_yaml;
+use crate::data_yaml::{read_data_yaml, split_folders};
 use crate::image_folder::{entries, is_image};
 use crate::index_mask::{read_index_mask, IndexMask};
 use crate::pixels::to_chw;
@@ -59,44 +59,6 @@ pub fn resize_mask(m: &IndexMask, h: usize, w: usize) -> Vec<u8> {
     out
 }
 
-/// The image and mask folders of `split`: the `data.yaml` entry if any (e.g. `images/train`),
-/// else `images/<split>` (val and test stand in for each other); masks live where `images` is
-/// replaced by `masks`.
-fn split_dirs(
-    root: &Path,
-    split: &str,
-    yaml_splits: &std::collections::BTreeMap<String, String>,
-) -> Result<(PathBuf, PathBuf)> {
-    let mut candidates: Vec<String> = Vec::new();
-    let alts: &[&str] = match split {
-        "val" => &["val", "test"],
-        "test" => &["test", "val"],
-        s => &[s][..],
-    };
-    for s in alts {
-        if let Some(rel) = yaml_splits.get(*s) {
-            candidates.push(rel.clone());
-        }
-        candidates.push(format!("images/{s}"));
-    }
-    for rel in &candidates {
-        let images = root.join(rel);
-        if images.is_dir() {
-            let masks_rel: Vec<String> = Path::new(rel)
-                .iter()
-                .map(|c| if c == "images" { "masks".into() } else { c.to_string_lossy().into_owned() })
-                .collect();
-            return Ok((images, root.join(masks_rel.join("/"))));
-        }
-    }
-    bail!(
-        "{}: no image folder for split `{split}`; looked for {}; expected data.yaml, images/<split>/*.png and \
-         masks/<split>/*.png",
-        root.display(),
-        candidates.iter().map(|c| root.join(c).display().to_string()).collect::<Vec<_>>().join(", ")
-    )
-}
-
 impl SegmentationData {
     /// Opens `split` of the dataset at `root`; images are converted to `channels` and resized to
     /// `size` (bilinear; masks nearest) when given, else must all share one size.
@@ -106,7 +68,7 @@ impl SegmentationData {
         if n_classes > 255 {
             bail!("{}: {n_classes} class names; at most 255 (id 255 means ignore)", root.join("data.yaml").display());
         }
-        let (image_dir, mask_dir) = split_dirs(root, split, &yaml.splits)?;
+        let (image_dir, mask_dir) = split_folders(root, split, &yaml.splits, "masks", "*.png")?;
         let files: Vec<PathBuf> = entries(&image_dir)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
         if files.is_empty() {
             bail!("{}: no images; expected *.png or *.jpg files", image_dir.display());
