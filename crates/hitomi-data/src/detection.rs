@@ -15,13 +15,11 @@ use rayon::prelude::*;
 use crate::data_yaml::{read_data_yaml, split_folders};
 use crate::image_folder::{entries, is_image};
 use crate::pixels::to_chw;
+use crate::split_checks::{common_size, report_problems};
 
 /// How far a normalised coordinate or box edge may lie outside [0, 1] and still be accepted (then
 /// clamped): labels written with 6 decimals overshoot by rounding alone.
 const TOLERANCE: f64 = 1e-6;
-
-/// Problems shown in an open error; the count of all of them is given too.
-const SHOWN: usize = 20;
 
 /// One ground-truth box in pixels (x2, y2 exclusive edges as in hitomi_core::boxes::Xyxy).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -276,45 +274,14 @@ impl DetectionData {
         let samples: Vec<std::result::Result<Sample, Vec<String>>> =
             files.par_iter().zip(&label_files).map(|(f, lf)| read_sample(f, lf, n_classes, channels, size)).collect();
         problems.extend(samples.iter().filter_map(|r| r.as_ref().err()).flatten().cloned());
-        if !problems.is_empty() {
-            let shown: Vec<String> = problems.iter().take(SHOWN).map(|p| format!("  {p}")).collect();
-            bail!(
-                "{}: {} problem(s) with the `{split}` split{}:\n{}",
-                root.display(),
-                problems.len(),
-                if problems.len() > SHOWN { format!(" (first {SHOWN})") } else { String::new() },
-                shown.join("\n")
-            );
-        }
+        report_problems(root, split, &problems)?;
         let samples: Vec<Sample> = samples.into_iter().map(|r| r.expect("checked above")).collect();
-        let (height, width) = match size {
-            Some(s) => s,
-            None => {
-                let first = samples[0].size;
-                let odd: Vec<String> = files
-                    .iter()
-                    .zip(&samples)
-                    .filter(|(_, s)| s.size != first)
-                    .map(|(f, s)| format!("  {}: {}x{}", f.display(), s.size.0, s.size.1))
-                    .take(SHOWN)
-                    .collect();
-                if !odd.is_empty() {
-                    bail!(
-                        "{}: images differ in size from the first ({}x{}, HxW) and no image_size was given:\n{}",
-                        image_dir.display(),
-                        first.0,
-                        first.1,
-                        odd.join("\n")
-                    );
-                }
-                first
-            }
-        };
+        let file_sizes: Vec<(usize, usize)> = samples.iter().map(|s| s.size).collect();
+        let (height, width) = common_size(&image_dir, &files, &file_sizes, size)?;
         let boxes = samples.iter().map(|s| s.boxes.iter().map(|b| b.to_pixels(height, width)).collect()).collect();
-        let sizes = samples.iter().map(|s| s.size).collect();
         let pixels = samples.iter().flat_map(|s| s.pixels.iter().copied()).collect();
         let norm = samples.into_iter().map(|s| s.boxes).collect();
-        Ok(Self { classes: yaml.names, channels, height, width, files, pixels, boxes, norm, sizes })
+        Ok(Self { classes: yaml.names, channels, height, width, files, pixels, boxes, norm, sizes: file_sizes })
     }
 
     pub fn len(&self) -> usize {

@@ -21,6 +21,7 @@ pub mod patches;
 pub mod pixels;
 pub mod planar;
 pub mod segmentation;
+pub mod split_checks;
 pub mod textures;
 
 pub use augment::{augment, AugmentConfig};

@@ -14,6 +14,7 @@ use crate::data_yaml::{read_data_yaml, split_folders};
 use crate::image_folder::{entries, is_image};
 use crate::index_mask::{read_index_mask, IndexMask};
 use crate::pixels::to_chw;
+use crate::split_checks::{common_size, report_problems};
 
 /// Mask value that marks pixels left out of the loss and the metrics.
 pub const IGNORE: u8 = 255;
@@ -132,40 +133,10 @@ impl SegmentationData {
             })
             .collect();
         problems.extend(pairs.iter().filter_map(|r| r.as_ref().err()).map(|e| format!("{e:#}")));
-        if !problems.is_empty() {
-            let shown: Vec<String> = problems.iter().take(20).map(|p| format!("  {p}")).collect();
-            bail!(
-                "{}: {} problem(s) with the `{split}` split{}:\n{}",
-                root.display(),
-                problems.len(),
-                if problems.len() > 20 { " (first 20)" } else { "" },
-                shown.join("\n")
-            );
-        }
+        report_problems(root, split, &problems)?;
         let pairs: Vec<Pair> = pairs.into_iter().map(|r| r.expect("checked above")).collect();
-        let (height, width) = match size {
-            Some(s) => s,
-            None => {
-                let first = (pairs[0].mask.height, pairs[0].mask.width);
-                let odd: Vec<String> = files
-                    .iter()
-                    .zip(&pairs)
-                    .filter(|(_, p)| (p.mask.height, p.mask.width) != first)
-                    .map(|(f, p)| format!("  {}: {}x{}", f.display(), p.mask.height, p.mask.width))
-                    .take(20)
-                    .collect();
-                if !odd.is_empty() {
-                    bail!(
-                        "{}: images differ in size from the first ({}x{}, HxW) and no image_size was given:\n{}",
-                        image_dir.display(),
-                        first.0,
-                        first.1,
-                        odd.join("\n")
-                    );
-                }
-                first
-            }
-        };
+        let file_sizes: Vec<(usize, usize)> = pairs.iter().map(|p| (p.mask.height, p.mask.width)).collect();
+        let (height, width) = common_size(&image_dir, &files, &file_sizes, size)?;
         let masks = pairs.iter().flat_map(|p| resize_mask(&p.mask, height, width)).collect();
         let pixels = pairs.iter().flat_map(|p| p.image.iter().copied()).collect();
         let original = pairs.into_iter().map(|p| p.mask).collect();
