@@ -3,7 +3,7 @@
 //! classes, GIoU of the decoded boxes and binary cross-entropy of centerness on the positives.
 
 use anyhow::Result;
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use hitomi_data::detection::DetBox;
 use hitomi_nn::losses::{bce_with_logits, giou_loss, sigmoid_focal_loss, Reduction};
 
@@ -56,7 +56,7 @@ pub fn fcos_loss(out: &DetectorOutput, gts: &[Vec<DetBox>], cfg: &DetectConfig) 
         let target = Tensor::from_vec(pos_box, (positives, 4), dev)?;
         let giou = (giou_loss(&pred, &target, Reduction::Sum)? / norm)?;
         let ctr_logits = out.ctr.reshape(b * n)?.index_select(&idx, 0)?;
-        let ctr_target = Tensor::from_vec(pos_ctr, positives, dev)?.to_dtype(DType::F32)?;
+        let ctr_target = Tensor::from_vec(pos_ctr, positives, dev)?;
         let ctr = (bce_with_logits(&ctr_logits, &ctr_target, Reduction::Sum)? / norm)?;
         box_value = giou.to_scalar::<f32>()? as f64;
         ctr_value = ctr.to_scalar::<f32>()? as f64;
@@ -71,7 +71,7 @@ pub fn fcos_loss(out: &DetectorOutput, gts: &[Vec<DetBox>], cfg: &DetectConfig) 
 mod tests {
     use super::*;
     use crate::model::{Detector, Grid};
-    use candle_core::Device;
+    use candle_core::{DType, Device};
     use hitomi_core::ParamStore;
 
     #[test]
