@@ -36,6 +36,10 @@ pub struct AnomalyConfig {
     pub patch_levels: Vec<usize>,
     /// Side of the neighbourhood each patch feature is averaged over (locally aware features).
     pub local_window: usize,
+    /// Whiten patch features by the normal ones' covariance before the memory and the search, so
+    /// patch distances are Mahalanobis distances (PaDiM's metric in PatchCore's nearest neighbour).
+    /// Models fitted before this setting existed load unwhitened.
+    pub whiten_patches: bool,
     /// The memory bank keeps this fraction of the training patches (greedy coreset)...
     pub coreset_fraction: f64,
     /// ...and at most this many.
@@ -60,6 +64,7 @@ impl Default for AnomalyConfig {
             image_grid: 4,
             patch_levels: vec![1, 2],
             local_window: 3,
+            whiten_patches: true,
             coreset_fraction: 0.02,
             coreset_max: 2_500,
             projection_dim: 128,

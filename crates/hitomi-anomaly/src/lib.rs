@@ -16,3 +16,4 @@ pub mod knn;
 pub mod model;
 pub mod predict;
 pub mod train;
+pub mod whiten;

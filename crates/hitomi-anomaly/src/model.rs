@@ -22,6 +22,7 @@ use crate::coreset::greedy_coreset;
 use crate::features::{extract, patch_rows, FeatureSpec};
 use crate::images::ImageSet;
 use crate::knn::{mean_knn_distance, nearest_distance};
+use crate::whiten::Whitening;
 
 /// Images per forward pass.
 const BATCH: usize = 32;
@@ -31,8 +32,10 @@ pub struct AnomalyModel {
     pub meta: FittedMeta,
     /// (N_memory_images, D_img)
     image_bank: Tensor,
-    /// (M, D_patch)
+    /// (M, D_patch), whitened when `whitening` is set.
     patch_bank: Tensor,
+    /// Applied to every patch feature before the memory and the search (`whiten_patches`).
+    whitening: Option<Whitening>,
 }
 
 /// Scores of a set of images.
@@ -112,6 +115,11 @@ impl AnomalyModel {
             );
         };
         let (image_bank, all_patches, _) = features_of(&backbone, cfg, train, &memory_idx, quiet)?;
+        let whitening = if cfg.whiten_patches { Some(Whitening::fit(&all_patches)?) } else { None };
+        let all_patches = match &whitening {
+            Some(w) => w.apply(&all_patches)?,
+            None => all_patches,
+        };
         let n_patches = all_patches.dim(0)?;
         let n_keep = ((n_patches as f64 * cfg.coreset_fraction).ceil() as usize).clamp(1, cfg.coreset_max);
         if !quiet {
@@ -131,7 +139,7 @@ impl AnomalyModel {
             n_train: memory_idx.len(),
             n_memory_patches: keep.len(),
         };
-        let mut model = Self { backbone, meta, image_bank, patch_bank };
+        let mut model = Self { backbone, meta, image_bank, patch_bank, whitening };
         // Calibration on normal images the memory has not seen.
         let s = model.score(train, &holdout_idx, quiet)?;
         model.meta.image_threshold = s.image.iter().copied().fold(f64::MIN, f64::max);
@@ -150,6 +158,10 @@ impl AnomalyModel {
             bail!("images are {ih}x{iw}; this model was fitted at {:?}", cfg.image_size);
         }
         let (feats, patches, (h, w)) = features_of(&self.backbone, cfg, set, idx, quiet)?;
+        let patches = match &self.whitening {
+            Some(wh) => wh.apply(&patches)?,
+            None => patches,
+        };
         let d = nearest_distance(&patches, &self.patch_bank)?;
         let low = Tensor::from_vec(d, (idx.len(), 1, h, w), &Device::Cpu)?;
         let full = if (h, w) == (ih, iw) { low } else { upsample_bilinear2d(&low, (ih, iw))? };
@@ -172,6 +184,10 @@ impl AnomalyModel {
         let mut tensors = self.backbone.store.tensors()?;
         tensors.push(("memory.images".into(), self.image_bank.clone()));
         tensors.push(("memory.patches".into(), self.patch_bank.clone()));
+        if let Some(wh) = &self.whitening {
+            tensors.push(("memory.whiten_mean".into(), wh.mean.clone()));
+            tensors.push(("memory.whiten".into(), wh.w.clone()));
+        }
         let mut meta = HashMap::new();
         meta.insert("hitomi.task".into(), "anomaly".into());
         meta.insert("hitomi.classes".into(), r#"["good","anomalous"]"#.into());
@@ -184,7 +200,7 @@ impl AnomalyModel {
     /// Loads a fitted model (`--weights DIR_OR_FILE`).
     pub fn load(weights: &Path) -> Result<Self> {
         let w = TaskWeights::open(weights, "anomaly")?;
-        let meta: FittedMeta = w.config()?;
+        let mut meta: FittedMeta = w.config()?;
         let name = w.path.display().to_string();
         let store = ParamStore::new(0, &Device::Cpu);
         let net = ResNet::new(&store.root(), &ResNetConfig::from_arch(meta.arch, meta.channels))?;
@@ -193,6 +209,13 @@ impl AnomalyModel {
             w.file.tensors.get(k).cloned().ok_or_else(|| anyhow::anyhow!("{name}: no `{k}` tensor; not a fitted model"))
         };
         let (image_bank, patch_bank) = (bank("memory.images")?, bank("memory.patches")?);
+        // A model fitted before whitening existed has neither tensor and is used as it was fitted.
+        let whitening = match (w.file.tensors.get("memory.whiten_mean"), w.file.tensors.get("memory.whiten")) {
+            (Some(mean), Some(wm)) => Some(Whitening { mean: mean.clone(), w: wm.clone() }),
+            (None, None) => None,
+            _ => anyhow::bail!("{name}: has only one of `memory.whiten_mean` and `memory.whiten`; refit the model"),
+        };
+        meta.config.whiten_patches = whitening.is_some();
         let backbone = FrozenBackbone {
             net,
             store,
@@ -201,6 +224,6 @@ impl AnomalyModel {
             normalize: meta.normalize.clone(),
             source: meta.backbone_source.clone(),
         };
-        Ok(Self { backbone, meta, image_bank, patch_bank })
+        Ok(Self { backbone, meta, image_bank, patch_bank, whitening })
     }
 }
