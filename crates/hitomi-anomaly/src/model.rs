@@ -215,6 +215,9 @@ impl AnomalyModel {
             (None, None) => None,
             _ => anyhow::bail!("{name}: has only one of `memory.whiten_mean` and `memory.whiten`; refit the model"),
         };
+        if let Some(wh) = &whitening {
+            wh.check(patch_bank.dim(1)?, &name)?;
+        }
         meta.config.whiten_patches = whitening.is_some();
         let backbone = FrozenBackbone {
             net,

@@ -26,16 +26,13 @@ impl Whitening {
     pub fn fit(rows: &Tensor) -> Result<Self> {
         let (n, d) = rows.dims2()?;
         ensure!(n >= 2, "whitening needs at least 2 patch features, got {n}");
-        let data: Vec<f32> = rows.flatten_all()?.to_vec1()?;
-        let mut mean = vec![0f64; d];
-        for r in data.chunks(d) {
-            for (m, &v) in mean.iter_mut().zip(r) {
-                *m += v as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= n as f64);
-        let centred = DMatrix::from_fn(n, d, |i, j| data[i * d + j] as f64 - mean[j]);
-        let mut cov = centred.transpose() * &centred / (n - 1) as f64;
+        // Mean in f64 (many rows), then the covariance as one f32 matrix product of the centred rows,
+        // so no f64 copy of all rows is made.
+        let sums = rows.to_dtype(candle_core::DType::F64)?.sum(0)?;
+        let mean = (sums / n as f64)?.to_dtype(candle_core::DType::F32)?.unsqueeze(0)?;
+        let centred = rows.broadcast_sub(&mean)?;
+        let cov32: Vec<f32> = (centred.t()?.matmul(&centred)? / (n - 1) as f64)?.flatten_all()?.to_vec1()?;
+        let mut cov = DMatrix::from_fn(d, d, |i, j| cov32[i * d + j] as f64);
         let ridge = RIDGE * (cov.trace() / d as f64).max(1e-12);
         for j in 0..d {
             cov[(j, j)] += ridge;
@@ -48,11 +45,18 @@ impl Whitening {
         let w = l_inv.transpose();
         let w_rows: Vec<f32> =
             (0..d).flat_map(|i| (0..d).map(move |j| (i, j))).map(|(i, j)| w[(i, j)] as f32).collect();
-        let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-        Ok(Self {
-            mean: Tensor::from_vec(mean32, (1, d), &Device::Cpu)?,
-            w: Tensor::from_vec(w_rows, (d, d), &Device::Cpu)?,
-        })
+        Ok(Self { mean, w: Tensor::from_vec(w_rows, (d, d), &Device::Cpu)? })
+    }
+
+    /// Checks that a loaded map fits patch features of dimension `d`.
+    pub fn check(&self, d: usize, name: &str) -> Result<()> {
+        ensure!(
+            self.mean.dims() == [1, d] && self.w.dims() == [d, d],
+            "{name}: whitening tensors are {:?} and {:?}; expected [1, {d}] and [{d}, {d}] for {d}-dim patch features",
+            self.mean.dims(),
+            self.w.dims()
+        );
+        Ok(())
     }
 
     /// (N, D) -> (N, D) whitened.
