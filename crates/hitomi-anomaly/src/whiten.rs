@@ -26,10 +26,9 @@ impl Whitening {
     pub fn fit(rows: &Tensor) -> Result<Self> {
         let (n, d) = rows.dims2()?;
         ensure!(n >= 2, "whitening needs at least 2 patch features, got {n}");
-        // Mean in f64 (many rows), then the covariance as one f32 matrix product of the centred rows,
-        // so no f64 copy of all rows is made.
-        let sums = rows.to_dtype(candle_core::DType::F64)?.sum(0)?;
-        let mean = (sums / n as f64)?.to_dtype(candle_core::DType::F32)?.unsqueeze(0)?;
+        // The covariance is one f32 matrix product of the centred rows (centring first keeps f32
+        // accurate); only the D x D result goes to f64 for the factorisation.
+        let mean = rows.mean_keepdim(0)?;
         let centred = rows.broadcast_sub(&mean)?;
         let cov32: Vec<f32> = (centred.t()?.matmul(&centred)? / (n - 1) as f64)?.flatten_all()?.to_vec1()?;
         let mut cov = DMatrix::from_fn(d, d, |i, j| cov32[i * d + j] as f64);
