@@ -36,6 +36,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    hitomi_core::alloc::keep_freed_memory();
     match Cli::parse().cmd {
         Command::Tour(a) => hitomi::tour::run(&a).map(|_| ()),
         Command::Bench(a) => hitomi::bench::run(&a).map(|_| ()),

@@ -11,5 +11,6 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    hitomi_core::alloc::keep_freed_memory();
     run(&Cli::parse().cmd)
 }
