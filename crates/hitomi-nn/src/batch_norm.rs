@@ -5,7 +5,7 @@ use anyhow::Result;
 use candle_core::{DType, Tensor, Var, D};
 use hitomi_core::{Init, ParamPath};
 
-use crate::batch_norm_op::batch_norm_train;
+use crate::batch_norm_op::{batch_norm_eval, batch_norm_train};
 
 #[derive(Clone, Debug)]
 pub struct BatchNorm2d {
@@ -33,14 +33,25 @@ impl BatchNorm2d {
     /// xs: (B, C, H, W). In training mode normalises with the batch statistics and updates the
     /// running ones; in eval mode uses the running statistics (folded into one scale and shift).
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(xs, train, false)
+    }
+
+    /// relu(forward(xs)), in one pass over the data (and one in the backward) on the CPU.
+    pub fn forward_relu(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(xs, train, true)
+    }
+
+    fn forward_act(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let c = self.weight.dims()[0];
         let shape = (1, c, 1, 1);
+        let fused = xs.device().is_cpu() && xs.dtype() == DType::F32;
         if train {
             let (b, _, h, w) = xs.dims4()?;
-            let (ys, mean, var) = if xs.device().is_cpu() && xs.dtype() == DType::F32 {
-                batch_norm_train(xs, &self.weight, &self.bias, self.eps)?
+            let (ys, mean, var) = if fused {
+                batch_norm_train(xs, &self.weight, &self.bias, self.eps, relu)?
             } else {
-                self.train_with_tensor_ops(xs)?
+                let (ys, mean, var) = self.train_with_tensor_ops(xs)?;
+                (if relu { ys.relu()? } else { ys }, mean, var)
             };
             let n = (b * h * w) as f64;
             let m = self.momentum;
@@ -51,9 +62,14 @@ impl BatchNorm2d {
             self.running_var.set(&rv)?;
             return Ok(ys);
         }
+        if fused {
+            let (rm, rv) = (self.running_mean.as_tensor(), self.running_var.as_tensor());
+            return Ok(batch_norm_eval(xs, &self.weight, &self.bias, rm, rv, self.eps, relu)?);
+        }
         let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
         let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
-        Ok(xs.broadcast_mul(&scale.reshape(shape)?)?.broadcast_add(&shift.reshape(shape)?)?)
+        let ys = xs.broadcast_mul(&scale.reshape(shape)?)?.broadcast_add(&shift.reshape(shape)?)?;
+        Ok(if relu { ys.relu()? } else { ys })
     }
 
     /// The same computation from candle tensor ops (other devices and dtypes):

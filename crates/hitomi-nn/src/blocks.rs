@@ -5,6 +5,7 @@ use candle_core::Tensor;
 use hitomi_core::ParamPath;
 
 use crate::conv::{Activation, Conv2dConfig, ConvBnAct};
+use crate::relu_op::add_relu;
 
 /// Projection shortcut `downsample.0` (1x1 conv, stride s) + `downsample.1` (BN), used when the
 /// block changes resolution or width.
@@ -50,7 +51,7 @@ impl BasicBlock {
             Some(d) => d.forward(xs, train)?,
             None => xs.clone(),
         };
-        Ok((ys + skip)?.relu()?)
+        Ok(add_relu(&ys, &skip)?)
     }
 }
 
@@ -92,6 +93,6 @@ impl Bottleneck {
             Some(d) => d.forward(xs, train)?,
             None => xs.clone(),
         };
-        Ok((ys + skip)?.relu()?)
+        Ok(add_relu(&ys, &skip)?)
     }
 }

@@ -87,7 +87,7 @@ impl Activation {
     pub fn apply(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::None => Ok(xs.clone()),
-            Activation::Relu => xs.relu(),
+            Activation::Relu => crate::relu_op::relu(xs),
             Activation::Silu => xs.silu(),
         }
     }
@@ -120,7 +120,9 @@ impl ConvBnAct {
     /// the running ones) or running statistics.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let ys = self.conv.forward(xs)?;
-        let ys = self.bn.forward(&ys, train)?;
-        Ok(self.act.apply(&ys)?)
+        match self.act {
+            Activation::Relu => self.bn.forward_relu(&ys, train),
+            act => Ok(act.apply(&self.bn.forward(&ys, train)?)?),
+        }
     }
 }

@@ -10,6 +10,7 @@ mod cpu_slice;
 pub mod linear;
 pub mod losses;
 pub mod pool;
+pub mod relu_op;
 pub mod upsample;
 
 pub use batch_norm::BatchNorm2d;

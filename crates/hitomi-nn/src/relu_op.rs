@@ -1,0 +1,137 @@
+//! ReLU, and the residual block's relu(a + b), as CPU `CustomOp`s with a one-pass backward.
+//! candle's own ReLU backward builds a zero tensor, a comparison, a dtype cast and a product
+//! (four passes and allocations); here the gradient is masked by the saved output in one pass.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::cpu_slice::contiguous_f32;
+
+/// Elements per parallel task: large enough to amortise scheduling, small enough to balance.
+const CHUNK: usize = 1 << 15;
+
+/// y = max(x, 0).
+struct Relu;
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "hitomi-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, "relu input")?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(yc, xc)| {
+            for (o, &v) in yc.iter_mut().zip(xc) {
+                *o = v.max(0.0);
+            }
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward)?))
+    }
+}
+
+/// y = max(a + b, 0), a and b of one shape.
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "hitomi-add-relu"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        if l1.dims() != l2.dims() {
+            candle_core::bail!("add_relu: shapes {:?} and {:?} differ", l1.dims(), l2.dims());
+        }
+        let a = contiguous_f32(s1, l1, "add_relu first input")?;
+        let b = contiguous_f32(s2, l2, "add_relu second input")?;
+        let mut y = vec![0f32; a.len()];
+        y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(yc, (ac, bc))| {
+            for ((o, &u), &v) in yc.iter_mut().zip(ac).zip(bc) {
+                *o = (u + v).max(0.0);
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluBackward)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+/// (y, dy) -> dy where y > 0, else 0 (PyTorch's threshold_backward: no gradient at exactly 0).
+struct ReluBackward;
+
+impl CustomOp2 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "hitomi-relu-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let y = contiguous_f32(s1, l1, "relu output")?;
+        let dy = contiguous_f32(s2, l2, "relu output gradient")?;
+        let mut dx = vec![0f32; y.len()];
+        dx.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dc, (yc, gc))| {
+            for ((o, &v), &g) in dc.iter_mut().zip(yc).zip(gc) {
+                *o = if v > 0.0 { g } else { 0.0 };
+            }
+        });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+fn fast_path(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// max(xs, 0), any shape; candle's op on other devices and dtypes.
+pub fn relu(xs: &Tensor) -> Result<Tensor> {
+    if !fast_path(xs) {
+        return xs.relu();
+    }
+    xs.contiguous()?.apply_op1(Relu)
+}
+
+/// max(a + b, 0) for a and b of one shape (a residual block's output).
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !fast_path(a) || !fast_path(b) {
+        return (a + b)?.relu();
+    }
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn close(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// Forward and backward against candle's own ops (no element sits at exactly 0, where
+    /// candle's gradient is 1 and PyTorch's 0).
+    #[test]
+    fn relu_and_add_relu_match_candle_ops() {
+        let dev = Device::Cpu;
+        let a = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 4, 70, 50), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 4, 70, 50), &dev).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (3, 4, 70, 50), &dev).unwrap();
+        let ours = (add_relu(&a, &b).unwrap() + relu(&a).unwrap()).unwrap();
+        let theirs = ((a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap() + a.relu().unwrap()).unwrap();
+        assert_eq!(close(&ours, &theirs), 0.0);
+        let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&a, &b] {
+            assert!(close(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-6);
+        }
+        // The gradient at exactly 0 is 0, as PyTorch's.
+        let z = Var::from_tensor(&Tensor::new(&[0f32, 1.0, -1.0], &dev).unwrap()).unwrap();
+        let g = relu(&z).unwrap().sum_all().unwrap().backward().unwrap();
+        assert_eq!(g.get(&z).unwrap().to_vec1::<f32>().unwrap(), [0.0, 1.0, 0.0]);
+    }
+}
