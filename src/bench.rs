@@ -27,6 +27,9 @@ pub struct BenchArgs {
     pub steps: usize,
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// Time only this model (a or b), e.g. under a profiler; the JSON then holds only its key.
+    #[arg(long, value_parser = ["a", "b"])]
+    pub model: Option<String>,
 }
 
 /// relu(ConvBn(cin, 32, 3, 1, 1)) then the six blocks of the reference.
@@ -89,7 +92,7 @@ impl BenchModel for ModelB {
         let mut h = self.backbone.forward(xs, train)?;
         let g = ConvTransposeGeom { stride: 2, padding: 0, output_padding: 0, dilation: 1 };
         for (w, bn) in &self.up {
-            h = bn.forward(&conv_transpose2d(&h, w, g)?, train)?.relu()?;
+            h = bn.forward_relu(&conv_transpose2d(&h, w, g)?, train)?;
         }
         Ok(self.head.forward(&h)?)
     }
@@ -212,15 +215,19 @@ fn measure(case: &Case, model: &dyn BenchModel, store: &ParamStore, a: &BenchArg
 
 pub fn run(a: &BenchArgs) -> Result<Value> {
     let dev = Device::Cpu;
-    let sa = ParamStore::new(0, &dev);
-    let ma = model_a(&sa)?;
-    let case_a = Case { name: "model_a", batch: 64, shape: [1, 28, 28], classes: 10, per_pixel: false };
-    let ra = measure(&case_a, &ma, &sa, a)?;
-    let sb = ParamStore::new(0, &dev);
-    let mb = model_b(&sb)?;
-    let case_b = Case { name: "model_b", batch: 16, shape: [3, 64, 64], classes: 11, per_pixel: true };
-    let rb = measure(&case_b, &mb, &sb, a)?;
-    let res = json!({"model_a": ra, "model_b": rb, "threads": rayon_threads()});
+    let mut res = json!({"threads": rayon_threads()});
+    if a.model.as_deref() != Some("b") {
+        let sa = ParamStore::new(0, &dev);
+        let ma = model_a(&sa)?;
+        let case_a = Case { name: "model_a", batch: 64, shape: [1, 28, 28], classes: 10, per_pixel: false };
+        res["model_a"] = measure(&case_a, &ma, &sa, a)?;
+    }
+    if a.model.as_deref() != Some("a") {
+        let sb = ParamStore::new(0, &dev);
+        let mb = model_b(&sb)?;
+        let case_b = Case { name: "model_b", batch: 16, shape: [3, 64, 64], classes: 11, per_pixel: true };
+        res["model_b"] = measure(&case_b, &mb, &sb, a)?;
+    }
     if let Some(p) = &a.json {
         hitomi_core::checkpoint::write_atomic(p, serde_json::to_string_pretty(&res)?.as_bytes())?;
     }

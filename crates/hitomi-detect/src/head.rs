@@ -37,7 +37,7 @@ impl Tower {
     fn forward(&self, x: &Tensor, level: usize, train: bool) -> Result<Tensor> {
         let mut x = x.clone();
         for (conv, bn) in self.convs.iter().zip(&self.bns[level]) {
-            x = bn.forward(&conv.forward(&x)?, train)?.relu()?;
+            x = bn.forward_relu(&conv.forward(&x)?, train)?;
         }
         Ok(x)
     }

@@ -71,7 +71,7 @@ impl Fpn {
         for (i, e) in self.extras.iter().enumerate() {
             let last = out.last().expect("at least one level");
             // FCOS: P7 = conv(relu(P6)); P6 takes the pyramid's top directly.
-            let x = if i == 0 { last.clone() } else { last.relu()? };
+            let x = if i == 0 { last.clone() } else { hitomi_nn::relu_op::relu(last)? };
             out.push(e.forward(&x)?);
         }
         Ok(out)

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use candle_core::{Module, Tensor};
 use hitomi_core::{ParamPath, ParamStore};
+use hitomi_nn::relu_op::relu;
 use hitomi_nn::{Conv2d, Conv2dConfig, ConvTranspose2d};
 
 use crate::config::RestoreConfig;
@@ -29,7 +30,7 @@ impl ResBlock {
 
     /// xs: (B, C, H, W) -> (B, C, H, W)
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok((xs + self.conv2.forward(&self.conv1.forward(xs)?.relu()?)?)?)
+        Ok((xs + self.conv2.forward(&relu(&self.conv1.forward(xs)?)?)?)?)
     }
 }
 
@@ -100,11 +101,11 @@ impl Restorer {
             "restorer input {h}x{w}: sides must be multiples of {}",
             self.size_multiple
         );
-        let mut x = self.stem.forward(&(xs - 0.5)?)?.relu()?;
+        let mut x = relu(&self.stem.forward(&(xs - 0.5)?)?)?;
         let mut skips = Vec::with_capacity(self.encoder.len());
         for level in &self.encoder {
             if let Some(d) = &level.down {
-                x = d.forward(&x)?.relu()?;
+                x = relu(&d.forward(&x)?)?;
             }
             for b in &level.blocks {
                 x = b.forward(&x)?;
@@ -113,7 +114,7 @@ impl Restorer {
         }
         skips.pop();
         for level in &self.decoder {
-            let up = level.reduce.forward(&level.up.forward(&x)?)?.relu()?;
+            let up = relu(&level.reduce.forward(&level.up.forward(&x)?)?)?;
             let skip = skips.pop().expect("one skip per decoder level");
             x = level.block.forward(&(up + skip)?)?;
         }
