@@ -66,10 +66,17 @@ impl BatchNorm2d {
             let (rm, rv) = (self.running_mean.as_tensor(), self.running_var.as_tensor());
             return Ok(batch_norm_eval(xs, &self.weight, &self.bias, rm, rv, self.eps, relu)?);
         }
-        let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
-        let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+        let (scale, shift) = self.eval_scale_shift()?;
         let ys = xs.broadcast_mul(&scale.reshape(shape)?)?.broadcast_add(&shift.reshape(shape)?)?;
         Ok(if relu { ys.relu()? } else { ys })
+    }
+
+    /// The eval-mode map as y = x * scale + shift per channel: (scale, shift), each (C), as
+    /// differentiable functions of the weight and bias (for folding into a preceding conv).
+    pub fn eval_scale_shift(&self) -> Result<(Tensor, Tensor)> {
+        let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
+        let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+        Ok((scale, shift))
     }
 
     /// The same computation from candle tensor ops (other devices and dtypes):

@@ -5,7 +5,7 @@ use candle_core::{Module, Tensor};
 use hitomi_core::{Init, ParamPath};
 
 use crate::batch_norm::BatchNorm2d;
-use crate::conv_op::{conv2d, ConvGeom};
+use crate::conv_op::{conv2d, conv2d_bias_act, ConvGeom};
 
 /// Geometry of a convolution (square kernels).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,17 +60,19 @@ impl Conv2d {
     pub fn out_channels(&self) -> usize {
         self.weight.dims()[0]
     }
+
+    fn geom(&self) -> ConvGeom {
+        let c = &self.cfg;
+        ConvGeom { stride: c.stride, padding: c.padding, dilation: c.dilation }
+    }
 }
 
 impl Module for Conv2d {
     /// xs: (B, C_in, H, W) -> (B, C_out, H', W')
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let c = &self.cfg;
-        let geom = ConvGeom { stride: c.stride, padding: c.padding, dilation: c.dilation };
-        let ys = conv2d(xs, &self.weight, geom)?;
         match &self.bias {
-            Some(b) => ys.broadcast_add(&b.reshape((1, b.dims()[0], 1, 1))?),
-            None => Ok(ys),
+            Some(b) => conv2d_bias_act(xs, &self.weight, b, self.geom(), false),
+            None => conv2d(xs, &self.weight, self.geom()),
         }
     }
 }
@@ -117,12 +119,60 @@ impl ConvBnAct {
     }
 
     /// xs: (B, C_in, H, W) -> (B, C_out, H', W'); `train` selects batch statistics (and updates
-    /// the running ones) or running statistics.
+    /// the running ones) or running statistics. In eval mode the norm is folded into the
+    /// convolution (w * scale, bias = shift) and the bias and ReLU run inside the conv kernel.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if !train && self.act != Activation::Silu {
+            let (scale, shift) = self.bn.eval_scale_shift()?;
+            let w = self.conv.weight.broadcast_mul(&scale.reshape((scale.dims1()?, 1, 1, 1))?)?;
+            return Ok(conv2d_bias_act(xs, &w, &shift, self.conv.geom(), self.act == Activation::Relu)?);
+        }
         let ys = self.conv.forward(xs)?;
         match self.act {
             Activation::Relu => self.bn.forward_relu(&ys, train),
             act => Ok(act.apply(&self.bn.forward(&ys, train)?)?),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use hitomi_core::ParamStore;
+
+    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        d / b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-3)
+    }
+
+    /// Eval mode folds the norm into the conv; output and the gradients of the input, the conv
+    /// weight and the norm's weight and bias equal conv -> norm -> ReLU run separately.
+    #[test]
+    fn folded_eval_conv_bn_relu_matches_separate_layers() {
+        let dev = Device::Cpu;
+        for (act, stride, side) in [(Activation::Relu, 1, 9), (Activation::None, 2, 11), (Activation::Relu, 1, 50)] {
+            let store = ParamStore::new(3, &dev);
+            let p = store.root();
+            let unit = ConvBnAct::new(&p.pp("conv"), &p.pp("bn"), 3, 5, Conv2dConfig::k(3, stride), act).unwrap();
+            let stats = |lo: f32| Tensor::new(&[lo, lo + 0.3, lo + 0.1, lo + 0.7, lo + 0.2], &dev).unwrap();
+            store.var("bn.running_mean").unwrap().set(&stats(-0.2)).unwrap();
+            store.var("bn.running_var").unwrap().set(&stats(0.5)).unwrap();
+            store.var("bn.weight").unwrap().set(&stats(-0.4)).unwrap();
+            store.var("bn.bias").unwrap().set(&stats(-0.1)).unwrap();
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, side, side), &dev).unwrap()).unwrap();
+            let folded = unit.forward(&x, false).unwrap();
+            let separate = unit.bn.forward(&unit.conv.forward(&x).unwrap(), false).unwrap();
+            let separate = if act == Activation::Relu { crate::relu_op::relu(&separate).unwrap() } else { separate };
+            assert!(max_rel_diff(&folded, &separate) < 1e-5, "{act:?}: outputs");
+            let probe = Tensor::randn(0f32, 1.0, folded.dims(), &dev).unwrap();
+            let g1 = (folded * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (separate * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let leaves =
+                [x.as_tensor().clone(), unit.conv.weight.clone(), unit.bn.weight.clone(), unit.bn.bias.clone()];
+            for (i, t) in leaves.iter().enumerate() {
+                assert!(max_rel_diff(g1.get(t).unwrap(), g2.get(t).unwrap()) < 1e-4, "{act:?}: gradient {i}");
+            }
         }
     }
 }

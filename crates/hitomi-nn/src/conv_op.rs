@@ -268,6 +268,67 @@ impl ShiftedConv {
     }
 }
 
+/// What a convolution does to each output image while it is still in cache: add a per-channel
+/// bias, then optionally a ReLU (batch norm folded into the weights makes conv + BN + ReLU this).
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    bias: &'a [f32],
+    relu: bool,
+}
+
+impl Epilogue<'_> {
+    /// y: (C_out, Ho Wo) of one image.
+    fn apply(&self, y: &mut [f32], plane: usize) {
+        for (yc, &b) in y.chunks_mut(plane).zip(self.bias) {
+            if self.relu {
+                yc.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+            } else {
+                yc.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    }
+}
+
+/// The forward convolution of a batch, x: (B, C_in, H, W) and w: (C_out, C_in, kh, kw) as flat
+/// slices -> (B, C_out, Ho, Wo) flat, with an optional epilogue per image.
+fn forward_kernel(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue: Option<Epilogue>) -> Vec<f32> {
+    let (k, n) = (d.k(), d.hw_out());
+    let mut out = vec![0f32; d.b * d.co * n];
+    let threads = gemm_threads(d.b);
+    let finish = |y: &mut [f32]| {
+        if let Some(e) = epilogue {
+            e.apply(y, n)
+        }
+    };
+    if ShiftedConv::pays_off(d, g) {
+        let shifted = ShiftedConv::new(d, g);
+        out.par_chunks_mut(d.co * n).enumerate().for_each_init(
+            || shifted.buffers(),
+            |bufs, (bi, y)| {
+                let xb = &x[bi * d.ci * d.h * d.w..(bi + 1) * d.ci * d.h * d.w];
+                shifted.image(xb, w, bufs, y, threads);
+                finish(y);
+            },
+        );
+    } else {
+        out.par_chunks_mut(d.co * n).enumerate().for_each_init(
+            || vec![0f32; if d.is_pointwise(g) { 0 } else { k * n }],
+            |cols, (bi, y)| {
+                let xb = &x[bi * d.ci * d.h * d.w..(bi + 1) * d.ci * d.h * d.w];
+                let cols: &[f32] = if d.is_pointwise(g) {
+                    xb
+                } else {
+                    im2col(xb, d, g, cols);
+                    cols
+                };
+                matmul(d.co, n, k, y, false, w, k, 1, cols, n, 1, threads);
+                finish(y);
+            },
+        );
+    }
+    out
+}
+
 /// y = conv2d(x, w): (B, C_in, H, W) x (C_out, C_in, kh, kw) -> (B, C_out, Ho, Wo).
 struct Conv2dForward(ConvGeom);
 
@@ -277,37 +338,10 @@ impl CustomOp2 for Conv2dForward {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let g = self.0;
-        let d = Dims::new(l1.dims(), l2.dims(), g)?;
+        let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
         let x = contiguous_f32(s1, l1, "conv2d input")?;
         let w = contiguous_f32(s2, l2, "conv2d weight")?;
-        let (k, n) = (d.k(), d.hw_out());
-        let mut out = vec![0f32; d.b * d.co * n];
-        let threads = gemm_threads(d.b);
-        if ShiftedConv::pays_off(&d, g) {
-            let shifted = ShiftedConv::new(&d, g);
-            out.par_chunks_mut(d.co * n).enumerate().for_each_init(
-                || shifted.buffers(),
-                |bufs, (bi, y)| {
-                    let xb = &x[bi * d.ci * d.h * d.w..(bi + 1) * d.ci * d.h * d.w];
-                    shifted.image(xb, w, bufs, y, threads);
-                },
-            );
-        } else {
-            out.par_chunks_mut(d.co * n).enumerate().for_each_init(
-                || vec![0f32; if d.is_pointwise(g) { 0 } else { k * n }],
-                |cols, (bi, y)| {
-                    let xb = &x[bi * d.ci * d.h * d.w..(bi + 1) * d.ci * d.h * d.w];
-                    let cols: &[f32] = if d.is_pointwise(g) {
-                        xb
-                    } else {
-                        im2col(xb, &d, g, cols);
-                        cols
-                    };
-                    matmul(d.co, n, k, y, false, w, k, 1, cols, n, 1, threads);
-                },
-            );
-        }
+        let out = forward_kernel(x, w, &d, self.0, None);
         Ok((CpuStorage::F32(out), Shape::from((d.b, d.co, d.ho, d.wo))))
     }
 
@@ -460,6 +494,67 @@ pub fn conv2d(xs: &Tensor, w: &Tensor, geom: ConvGeom) -> Result<Tensor> {
         return xs.conv2d(w, geom.padding, geom.stride, geom.dilation, 1);
     }
     xs.contiguous()?.apply_op2(&w.contiguous()?, Conv2dForward(geom))
+}
+
+/// y = max(conv2d(x, w) + bias, 0) (or without the max): the inference form of conv + BN + ReLU
+/// once the norm is folded into w and bias. Differentiable in all three inputs, so folding keeps
+/// gradients (FGSM runs eval-mode models backwards).
+struct Conv2dBiasAct {
+    geom: ConvGeom,
+    relu: bool,
+}
+
+impl candle_core::CustomOp3 for Conv2dBiasAct {
+    fn name(&self) -> &'static str {
+        "hitomi-conv2d-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(l1.dims(), l2.dims(), self.geom)?;
+        let x = contiguous_f32(s1, l1, "conv2d input")?;
+        let w = contiguous_f32(s2, l2, "conv2d weight")?;
+        let bias = contiguous_f32(s3, l3, "conv2d bias")?;
+        if bias.len() != d.co {
+            candle_core::bail!("conv2d: bias has {} values for {} output channels", bias.len(), d.co);
+        }
+        let out = forward_kernel(x, w, &d, self.geom, Some(Epilogue { bias, relu: self.relu }));
+        Ok((CpuStorage::F32(out), Shape::from((d.b, d.co, d.ho, d.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = if self.relu { crate::relu_op::relu_backward(res, grad)? } else { grad.contiguous()? };
+        let dx = conv2d_input_grad(&g, w, self.geom, x.dims4()?)?;
+        let dw = conv2d_weight_grad(x, &g, self.geom, w.dims4()?)?;
+        let db = g.sum((0, 2, 3))?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// conv2d(xs, w) + bias, then a ReLU when `relu` is set, with the bias and ReLU applied to each
+/// output image right after its gemm. xs: (B, C_in, H, W), w: (C_out, C_in, kh, kw),
+/// bias: (C_out) -> (B, C_out, Ho, Wo)
+pub fn conv2d_bias_act(xs: &Tensor, w: &Tensor, bias: &Tensor, geom: ConvGeom, relu: bool) -> Result<Tensor> {
+    if !xs.device().is_cpu() || xs.dtype() != DType::F32 || w.dtype() != DType::F32 || bias.dtype() != DType::F32 {
+        let c = bias.dims1()?;
+        let y = conv2d(xs, w, geom)?.broadcast_add(&bias.reshape((1, c, 1, 1))?)?;
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    xs.contiguous()?.apply_op3(&w.contiguous()?, &bias.contiguous()?, Conv2dBiasAct { geom, relu })
 }
 
 /// Transposed convolution geometry: the convolution it is the adjoint of, plus output padding.

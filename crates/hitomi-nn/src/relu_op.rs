@@ -84,6 +84,11 @@ impl CustomOp2 for ReluBackward {
     }
 }
 
+/// dy where the ReLU's output y was positive, else 0 (f32 CPU tensors of one shape).
+pub(crate) fn relu_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    y.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &ReluBackward)
+}
+
 fn fast_path(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
 }
