@@ -226,8 +226,10 @@ impl ShiftedConv {
     /// Stride-1 kernels on large outputs. Measured with the `conv_timing` example (3x3, medians
     /// of 3 runs): 64x64 outputs 7.8-8.2 ms -> 6.7-7.8 ms per pass; 28x28, 14x14 and 16x16 were
     /// 5-15% slower than im2col (short rows waste more wide columns and gemm calls get small).
+    /// A batch smaller than the thread count threads each gemm instead, and nine small threaded
+    /// gemms lose to one: model B's batch-1 latency went 10.3 -> 9.3 ms with im2col there.
     fn pays_off(d: &Dims, g: ConvGeom) -> bool {
-        g.stride == 1 && !d.is_pointwise(g) && d.hw_out() >= 2048
+        g.stride == 1 && !d.is_pointwise(g) && d.hw_out() >= 2048 && d.b >= rayon::current_num_threads()
     }
 
     /// The reach of the last tap past a row's start: junk columns read up to this far beyond the
