@@ -287,10 +287,7 @@ mod tests {
     use super::*;
     use crate::relu_op::relu;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
-    }
+    use hitomi_core::testing::assert_close;
 
     /// The fused norm + ReLU equals the norm followed by a separate ReLU, forward and backward,
     /// in training mode (batch statistics) and eval mode (running statistics).
@@ -317,10 +314,9 @@ mod tests {
                 (y, grads)
             };
             let ((y1, g1), (y2, g2)) = (run(true), run(false));
-            assert!(max_diff(&y1, &y2) < 1e-6, "train={train}: outputs differ");
+            assert_close(&format!("train={train}: output"), &y1, &y2, 0.0, 1e-6, true).unwrap();
             for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
-                let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
-                assert!(max_diff(a, b) / scale < 1e-4, "train={train}: gradient {i} differs");
+                assert_close(&format!("train={train}: gradient {i}"), a, b, 0.0, 1e-4, true).unwrap();
             }
         }
     }

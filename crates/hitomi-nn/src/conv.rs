@@ -139,12 +139,8 @@ impl ConvBnAct {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+    use hitomi_core::testing::assert_close;
     use hitomi_core::ParamStore;
-
-    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        d / b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-3)
-    }
 
     /// Eval mode folds the norm into the conv; output and the gradients of the input, the conv
     /// weight and the norm's weight and bias equal conv -> norm -> ReLU run separately.
@@ -164,14 +160,15 @@ mod tests {
             let folded = unit.forward(&x, false).unwrap();
             let separate = unit.bn.forward(&unit.conv.forward(&x).unwrap(), false).unwrap();
             let separate = if act == Activation::Relu { crate::relu_op::relu(&separate).unwrap() } else { separate };
-            assert!(max_rel_diff(&folded, &separate) < 1e-5, "{act:?}: outputs");
+            assert_close(&format!("{act:?}: output"), &folded, &separate, 0.0, 1e-5, false).unwrap();
             let probe = Tensor::randn(0f32, 1.0, folded.dims(), &dev).unwrap();
             let g1 = (folded * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (separate * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let leaves =
                 [x.as_tensor().clone(), unit.conv.weight.clone(), unit.bn.weight.clone(), unit.bn.bias.clone()];
             for (i, t) in leaves.iter().enumerate() {
-                assert!(max_rel_diff(g1.get(t).unwrap(), g2.get(t).unwrap()) < 1e-4, "{act:?}: gradient {i}");
+                let what = format!("{act:?}: gradient {i}");
+                assert_close(&what, g1.get(t).unwrap(), g2.get(t).unwrap(), 0.0, 1e-4, false).unwrap();
             }
         }
     }

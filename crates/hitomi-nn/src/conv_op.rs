@@ -365,7 +365,7 @@ pub fn conv2d_input_grad(dy: &Tensor, w: &Tensor, g: ConvGeom, x_dims: (usize, u
     let (co, ci, kh, kw) = w.dims4()?;
     let reach = g.dilation * (kh - 1);
     if g.stride != 1 || kh != kw || g.padding > reach {
-        return dy.apply_op2_no_bwd(w, &Conv2dInputGrad { geom: g, x_dims });
+        return dy.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &Conv2dInputGrad { geom: g, x_dims });
     }
     let wv: Vec<f32> = w.flatten_all()?.to_vec1()?;
     let mut flipped = vec![0f32; wv.len()];
@@ -380,7 +380,7 @@ pub fn conv2d_input_grad(dy: &Tensor, w: &Tensor, g: ConvGeom, x_dims: (usize, u
     }
     let wf = Tensor::from_vec(flipped, (ci, co, kh, kw), w.device())?;
     let geom = ConvGeom { stride: 1, padding: reach - g.padding, dilation: g.dilation };
-    dy.apply_op2_no_bwd(&wf, &Conv2dForward(geom))
+    dy.contiguous()?.apply_op2_no_bwd(&wf, &Conv2dForward(geom))
 }
 
 /// dx from (dy, w): dcols = w^T dy per image, then col2im.
@@ -629,11 +629,7 @@ pub fn conv_transpose2d(xs: &Tensor, w: &Tensor, geom: ConvTransposeGeom) -> Res
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
-
-    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        d / b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0)
-    }
+    use hitomi_core::testing::assert_close;
 
     /// Strides, paddings and dilations beyond the golden cases (where im2col's valid column runs
     /// start and end at odd offsets, and where large outputs take the shifted gemms), with a batch of several images so the column buffer is
@@ -661,8 +657,7 @@ mod tests {
             let ours = conv2d(&x, &wt, geom).unwrap();
             let theirs = x.conv2d(&wt, padding, stride, dilation, 1).unwrap();
             let case = format!("k{k} s{stride} p{padding} d{dilation}");
-            assert_eq!(ours.dims(), theirs.dims(), "{case}");
-            assert!(max_rel_diff(&ours, &theirs) < 1e-5, "{case}: output");
+            assert_close(&format!("{case}: output"), &ours, &theirs, 0.0, 1e-5, true).unwrap();
             let probe = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
             let grads = (&ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let v = Tensor::randn(0f32, 1.0, x.dims(), &dev).unwrap();

@@ -113,10 +113,7 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
-
-    fn close(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
-    }
+    use hitomi_core::testing::assert_close;
 
     /// Forward and backward against candle's own ops (no element sits at exactly 0, where
     /// candle's gradient is 1 and PyTorch's 0).
@@ -128,11 +125,11 @@ mod tests {
         let w = Tensor::randn(0f32, 1.0, (3, 4, 70, 50), &dev).unwrap();
         let ours = (add_relu(&a, &b).unwrap() + relu(&a).unwrap()).unwrap();
         let theirs = ((a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap() + a.relu().unwrap()).unwrap();
-        assert_eq!(close(&ours, &theirs), 0.0);
+        assert_close("forward", &ours, &theirs, 0.0, 0.0, true).unwrap();
         let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in [&a, &b] {
-            assert!(close(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-6);
+        for (name, v) in [("a", &a), ("b", &b)] {
+            assert_close(&format!("grad {name}"), g1.get(v).unwrap(), g2.get(v).unwrap(), 0.0, 1e-6, true).unwrap();
         }
         // The gradient at exactly 0 is 0, as PyTorch's.
         let z = Var::from_tensor(&Tensor::new(&[0f32, 1.0, -1.0], &dev).unwrap()).unwrap();
