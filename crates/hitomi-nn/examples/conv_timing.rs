@@ -1,5 +1,6 @@
 //! Times each pass of hitomi's conv2d kernels (forward, input gradient, weight gradient) on the
-//! convolution shapes of the speed benchmark's models, in GFLOP/s, to find the slow one.
+//! convolution shapes of the speed benchmark's models, in GFLOP/s, to find the slow one, beside a
+//! 1024^3 matrix product as the machine's practical peak.
 //! `cargo run --release -p hitomi-nn --example conv_timing`
 
 use std::time::Instant;
@@ -32,6 +33,12 @@ fn main() -> candle_core::Result<()> {
         ("B 128->128 3x3 16px", 16, 128, 128, 16, 3, 1),
         ("B 32->11 1x1 64px", 16, 32, 11, 64, 1, 1),
     ];
+    // The machine's practical peak: one large f32 matrix product (the same gemm kernels).
+    let (a, b) = (Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?, Tensor::randn(0f32, 1.0, (1024, 1024), &dev)?);
+    let mm = median_ms(|| {
+        a.matmul(&b).unwrap();
+    });
+    println!("matmul 1024^3: {mm:.2} ms, {:.1} GFLOP/s (peak reference)", 2.0 * 1024f64.powi(3) / mm / 1e6);
     println!("{:24} {:>9} {:>9} {:>9} {:>9}", "layer", "fwd ms", "bwd ms", "fwd GF/s", "bwd GF/s");
     for (label, b, ci, co, side, k, stride) in cases {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, ci, side, side), &dev)?)?;
