@@ -36,6 +36,12 @@ pub struct AnomalyConfig {
     pub patch_levels: Vec<usize>,
     /// Side of the neighbourhood each patch feature is averaged over (locally aware features).
     pub local_window: usize,
+    /// Width (pixels at image size) of the border band whose anomaly map is not measured but copied
+    /// from the nearest pixel inside it: features where the image is cut off (zero padding, half a
+    /// neighbourhood) are rarer in the memory than those inside, so the border of every image, normal
+    /// or not, scored as anomalous (mirror padding the input did not help). PatchCore's evaluation
+    /// drops a similar band: it scores a 224 centre crop of images resized to 256.
+    pub border_ignore: usize,
     /// Whiten patch features by the normal ones' covariance before the memory and the search, so
     /// patch distances are Mahalanobis distances (PaDiM's metric in PatchCore's nearest neighbour).
     /// Models fitted before this setting existed load unwhitened.
@@ -64,6 +70,7 @@ impl Default for AnomalyConfig {
             image_grid: 4,
             patch_levels: vec![1, 2],
             local_window: 3,
+            border_ignore: 8,
             whiten_patches: true,
             coreset_fraction: 0.02,
             coreset_max: 2_500,
@@ -84,6 +91,12 @@ impl AnomalyConfig {
         anyhow::ensure!(
             self.image_size[0] >= 16 && self.image_size[1] >= 16,
             "config: image_size must be at least 16x16"
+        );
+        anyhow::ensure!(
+            2 * self.border_ignore < self.image_size[0].min(self.image_size[1]),
+            "config: border_ignore {} leaves nothing of a {:?} image",
+            self.border_ignore,
+            self.image_size
         );
         anyhow::ensure!(self.k >= 1, "config: k must be at least 1");
         anyhow::ensure!(self.image_grid >= 1, "config: image_grid must be at least 1");

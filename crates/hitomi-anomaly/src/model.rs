@@ -87,6 +87,22 @@ fn features_of(
     Ok((Tensor::cat(&images, 0)?, Tensor::cat(&patches, 0)?, hw))
 }
 
+/// Replaces the outer `band` pixels of an (h, w) map by the value of the nearest pixel inside it.
+fn fill_border(map: &mut [f32], h: usize, w: usize, band: usize) {
+    if band == 0 || 2 * band >= h.min(w) {
+        return;
+    }
+    for y in 0..h {
+        let sy = y.clamp(band, h - 1 - band);
+        for x in 0..w {
+            let sx = x.clamp(band, w - 1 - band);
+            if (sy, sx) != (y, x) {
+                map[y * w + x] = map[sy * w + sx];
+            }
+        }
+    }
+}
+
 /// Gaussian smoothing of an (h, w) map.
 fn smooth(map: Vec<f32>, h: usize, w: usize, sigma: f32) -> Vec<f32> {
     if sigma <= 0.0 {
@@ -169,7 +185,10 @@ impl AnomalyModel {
             .flatten_from(1)?
             .to_vec2::<f32>()?
             .into_iter()
-            .map(|m| smooth(m, ih, iw, cfg.smoothing_sigma))
+            .map(|mut m| {
+                fill_border(&mut m, ih, iw, cfg.border_ignore);
+                smooth(m, ih, iw, cfg.smoothing_sigma)
+            })
             .collect();
         let image = match cfg.image_score {
             ImageScore::Knn => mean_knn_distance(&feats, &self.image_bank, cfg.k)?.into_iter().map(f64::from).collect(),
@@ -202,6 +221,12 @@ impl AnomalyModel {
         let w = TaskWeights::open(weights, "anomaly")?;
         let mut meta: FittedMeta = w.config()?;
         let name = w.path.display().to_string();
+        // A model fitted before the ignored border existed is used as it was fitted (the config
+        // default would otherwise apply).
+        let raw: serde_json::Value = w.config()?;
+        if raw["config"].get("border_ignore").is_none() {
+            meta.config.border_ignore = 0;
+        }
         let store = ParamStore::new(0, &Device::Cpu);
         let net = ResNet::new(&store.root(), &ResNetConfig::from_arch(meta.arch, meta.channels))?;
         store.load_checked(&w.file.tensors, &name, &|n| n.starts_with("memory."))?;
@@ -228,5 +253,29 @@ impl AnomalyModel {
             source: meta.backbone_source.clone(),
         };
         Ok(Self { backbone, meta, image_bank, patch_bank, whitening })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_border_copies_the_nearest_inner_pixel() {
+        // 5x5 map 0..25, band 1: the inner 3x3 stays, each border pixel takes its clamped neighbour.
+        let mut m: Vec<f32> = (0..25).map(|v| v as f32).collect();
+        fill_border(&mut m, 5, 5, 1);
+        #[rustfmt::skip]
+        let want = [
+            6.0, 6.0, 7.0, 8.0, 8.0,
+            6.0, 6.0, 7.0, 8.0, 8.0,
+            11.0, 11.0, 12.0, 13.0, 13.0,
+            16.0, 16.0, 17.0, 18.0, 18.0,
+            16.0, 16.0, 17.0, 18.0, 18.0,
+        ];
+        assert_eq!(m, want);
+        let mut same: Vec<f32> = (0..25).map(|v| v as f32).collect();
+        fill_border(&mut same, 5, 5, 0);
+        assert_eq!(same, (0..25).map(|v| v as f32).collect::<Vec<_>>());
     }
 }
