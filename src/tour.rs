@@ -327,7 +327,9 @@ fn anomaly(args: &TourArgs) -> Result<(serde_json::Value, String)> {
         backbone_weights: None,
         config: None,
         image_size: None,
-        image_score: None,
+        // A texture is not aligned like digits: PatchCore's largest patch distance scores its images
+        // (brick 0.980 image AUROC against 0.530 for PANDA's pooled-feature kNN, the default).
+        image_score: Some(hitomi_anomaly::config::ImageScore::MaxPatch),
     };
     hitomi_anomaly::train::run(&train, false)?;
     let eval = hitomi_anomaly::eval::AnomalyEvalArgs {
@@ -344,6 +346,7 @@ fn anomaly(args: &TourArgs) -> Result<(serde_json::Value, String)> {
     let seconds = t0.elapsed().as_secs_f64();
     let summary = json!({
         "category": "brick (generated: 60 train/good, 20 test/good, 40 defective)",
+        "image_score": "max-patch",
         "image_auroc": r.image_auroc,
         "pixel_auroc": r.pixel_auroc,
         "per_defect": r.per_defect,
@@ -351,7 +354,7 @@ fn anomaly(args: &TourArgs) -> Result<(serde_json::Value, String)> {
         "seconds": seconds,
     });
     let row = format!(
-        "| anomaly | brick texture, 60 normal crops / 60 test crops | image / pixel AUROC | {:.3} / {} | {seconds:.0} s |",
+        "| anomaly | brick texture, 60 normal crops / 60 test crops | image (max-patch) / pixel AUROC | {:.3} / {} | {seconds:.0} s |",
         r.image_auroc,
         r.pixel_auroc.map_or("-".into(), |p| format!("{p:.3}"))
     );
