@@ -76,7 +76,6 @@ fn ignoring_the_border_band_lifts_max_patch_image_auroc_on_brick() {
         fit_and_eval(&dir, &data, name, Some(&cfg)).0["image_auroc"].as_f64().unwrap()
     };
     let ignored = score("ignored", "");
-    // A model without `border_ignore` in its config is also how models fitted before it load.
     let measured = score("measured", "border_ignore = 0");
     // Measured 0.980 with the default 8 px band against 0.800 with the border measured (seed 0):
     // the maxima of normal images sat on their borders.
@@ -90,7 +89,7 @@ fn whitened_patch_features_localise_defects_on_grass_better() {
     let whitened = fit_and_eval(&dir, &data, "whitened", None).0["pixel_auroc"].as_f64().unwrap();
     // A model without the whitening tensors is also how models fitted before whitening load.
     let plain = fit_and_eval(&dir, &data, "plain", Some("whiten_patches = false")).0["pixel_auroc"].as_f64().unwrap();
-    // Measured 0.910 whitened against 0.878 plain (seed 0).
+    // Measured 0.910 whitened against 0.864 plain (seed 0).
     assert!(whitened > plain + 0.02 && whitened > 0.84, "pixel AUROC whitened {whitened}, plain {plain}");
 }
 
