@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
-    /// Label-free pretext data: photo patches labelled by (source photo, rotation), as an ImageFolder.
+    /// Label-free pretext data: photo patches labelled by (source photo, rotation[, zoom]), as an ImageFolder.
     Patches(PatchArgs),
     /// Digit canvases (96x96, 1-4 MNIST digits) as a YOLO detection and a mask segmentation dataset.
     Canvases(CanvasArgs),
@@ -67,6 +67,10 @@ pub struct PatchArgs {
     /// Patches per class.
     #[arg(long, default_value_t = 250)]
     pub per_class: usize,
+    /// Zoom factors that become part of the label, e.g. `0.5,1,2` (0.5 = a piece magnified 2x);
+    /// without them every patch is cut at a random scale of 1-3x and the label has no zoom.
+    #[arg(long, value_delimiter = ',')]
+    pub zooms: Vec<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output folder (an ImageFolder tree under OUT/train).
@@ -126,7 +130,7 @@ pub fn run(cmd: &DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Distort(a) => distort(a)?,
         DataCommand::Patches(a) => {
-            let s = hitomi_data::patches::write_patches(&a.photos, a.size, a.per_class, a.seed, &a.out)?;
+            let s = hitomi_data::patches::write_patches(&a.photos, a.size, a.per_class, &a.zooms, a.seed, &a.out)?;
             println!("{} patches in {} classes in {}/train", s.images, s.classes, a.out.display());
         }
         DataCommand::Canvases(a) => {
