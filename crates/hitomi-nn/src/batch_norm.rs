@@ -5,7 +5,8 @@ use anyhow::Result;
 use candle_core::{DType, Tensor, Var, D};
 use hitomi_core::{Init, ParamPath};
 
-use crate::batch_norm_op::{batch_norm_eval, batch_norm_train};
+use crate::batch_norm_op::{batch_norm_eval, batch_norm_train, batch_norm_train_add_relu};
+use crate::relu_op::add_relu;
 
 #[derive(Clone, Debug)]
 pub struct BatchNorm2d {
@@ -41,25 +42,44 @@ impl BatchNorm2d {
         self.forward_act(xs, train, true)
     }
 
+    /// relu(forward(xs) + skip), a residual block's tail; in training mode on the CPU one pass
+    /// over the data (and one fewer tensor) instead of the norm, then the add and ReLU.
+    /// xs, skip: (B, C, H, W).
+    pub fn forward_add_relu(&self, xs: &Tensor, skip: &Tensor, train: bool) -> Result<Tensor> {
+        let fused = xs.device().is_cpu() && xs.dtype() == DType::F32 && skip.dtype() == DType::F32;
+        if !(train && fused) {
+            return Ok(add_relu(&self.forward(xs, train)?, skip)?);
+        }
+        let (ys, mean, var) = batch_norm_train_add_relu(xs, &self.weight, &self.bias, skip, self.eps)?;
+        self.update_running(xs, &mean, &var)?;
+        Ok(ys)
+    }
+
+    /// Moves the running statistics towards the batch's (mean and biased variance of xs, (C)).
+    fn update_running(&self, xs: &Tensor, mean: &Tensor, var: &Tensor) -> Result<()> {
+        let (b, _, h, w) = xs.dims4()?;
+        let n = (b * h * w) as f64;
+        let m = self.momentum;
+        let unbiased = (var.detach() * (n / (n - 1.0).max(1.0)))?;
+        let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
+        let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        Ok(())
+    }
+
     fn forward_act(&self, xs: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let c = self.weight.dims()[0];
         let shape = (1, c, 1, 1);
         let fused = xs.device().is_cpu() && xs.dtype() == DType::F32;
         if train {
-            let (b, _, h, w) = xs.dims4()?;
             let (ys, mean, var) = if fused {
                 batch_norm_train(xs, &self.weight, &self.bias, self.eps, relu)?
             } else {
                 let (ys, mean, var) = self.train_with_tensor_ops(xs)?;
                 (if relu { ys.relu()? } else { ys }, mean, var)
             };
-            let n = (b * h * w) as f64;
-            let m = self.momentum;
-            let unbiased = (var.detach() * (n / (n - 1.0).max(1.0)))?;
-            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
-            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
-            self.running_mean.set(&rm)?;
-            self.running_var.set(&rv)?;
+            self.update_running(xs, &mean, &var)?;
             return Ok(ys);
         }
         if fused {

@@ -1,7 +1,8 @@
 //! Fused batch norm for training on the CPU: one op computes the per-channel statistics, one
-//! applies the normalisation and affine transform (and, optionally, the ReLU that follows it), and
-//! its backward computes the gradients of the input, scale and shift in one pass (candle would
-//! build about fifteen separate tensor ops, and five more for the ReLU's backward).
+//! applies the normalisation and affine transform (and, optionally, the ReLU that follows it, or a
+//! residual block's relu(norm + shortcut)), and its backward computes the gradients of the input,
+//! scale and shift in one pass (candle would build about fifteen separate tensor ops, and five more
+//! for the ReLU's backward).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -157,6 +158,77 @@ impl CustomOp3 for NormalizeAffine {
     }
 }
 
+/// y = max((x - mean) * invstd * weight + bias + skip, 0): a residual block's last norm, its
+/// shortcut and the ReLU in one pass. The weight and bias come packed as one (2, C) tensor, as a
+/// `CustomOp3` takes three inputs.
+struct NormalizeAddRelu {
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    batch_stats: bool,
+}
+
+impl CustomOp3 for NormalizeAddRelu {
+    fn name(&self) -> &'static str {
+        "hitomi-bn-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = l1.shape().dims4()?;
+        if l3.dims() != l1.dims() {
+            candle_core::bail!("batch norm + add: shortcut {:?} vs input {:?}", l3.dims(), l1.dims());
+        }
+        let x = contiguous_f32(s1, l1, "batch norm input")?;
+        let wb = contiguous_f32(s2, l2, "batch norm weight and bias")?;
+        let skip = contiguous_f32(s3, l3, "residual shortcut")?;
+        let hw = h * w;
+        let ss = scale_shift(&self.mean, &self.invstd, &wb[..c], &wb[c..]);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(hw).zip(x.par_chunks(hw).zip(skip.par_chunks(hw))).enumerate().for_each(
+            |(i, (yp, (xp, sp)))| {
+                let (scale, shift) = ss[i % c];
+                for ((o, &v), &r) in yp.iter_mut().zip(xp).zip(sp) {
+                    *o = (v * scale + shift + r).max(0.0);
+                }
+            },
+        );
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        wb: &Tensor,
+        _skip: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, c, h, w) = x.dims4()?;
+        // The ReLU's mask comes from the saved output; the shortcut's gradient is the masked one.
+        let g = crate::relu_op::relu_backward(res, grad)?;
+        let op = NormalizeBackward {
+            mean: self.mean.clone(),
+            invstd: self.invstd.clone(),
+            weight: wb.get(0)?.to_vec1()?,
+            relu_mask: None,
+            batch_stats: self.batch_stats,
+        };
+        let packed = x.apply_op2_no_bwd(&g, &op)?;
+        let n = b * c * h * w;
+        let dx = packed.narrow(0, 0, n)?.reshape((b, c, h, w))?;
+        // NormalizeBackward packs (dweight, dbias) in the order of the (2, C) input.
+        let dwb = packed.narrow(0, n, 2 * c)?.reshape((2, c))?;
+        Ok((Some(dx), Some(dwb), Some(g)))
+    }
+}
+
 /// (x, dy) -> [dx (B*C*H*W), dweight (C), dbias (C)] packed in one vector:
 /// dbias = sum dy, dweight = sum dy * xhat, dx = weight * invstd / N * (N dy - dbias - xhat dweight)
 /// with batch statistics, dx = weight * invstd * dy with running ones.
@@ -239,6 +311,16 @@ impl candle_core::CustomOp2 for NormalizeBackward {
     }
 }
 
+/// The batch's per-channel mean and biased variance of contiguous xs (B, C, H, W), as tensors (C)
+/// and as the mean and 1 / sqrt(var + eps) vectors the normalisation uses.
+fn batch_statistics(xs: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Vec<f32>, Vec<f32>)> {
+    let stats = xs.apply_op1_no_bwd(&ChannelStats)?;
+    let (mean_t, var_t) = (stats.get(0)?, stats.get(1)?);
+    let mean: Vec<f32> = mean_t.to_vec1()?;
+    let invstd: Vec<f32> = var_t.to_vec1::<f32>()?.iter().map(|&v| 1.0 / ((v as f64 + eps).sqrt() as f32)).collect();
+    Ok((mean_t, var_t, mean, invstd))
+}
+
 /// Batch norm in training mode, fused, followed by a ReLU when `relu` is set.
 /// xs: (B, C, H, W), weight/bias: (C).
 /// Returns the output and the batch mean and biased variance (C) for the running statistics.
@@ -250,16 +332,29 @@ pub fn batch_norm_train(
     relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let xs = xs.contiguous()?;
-    let stats = xs.apply_op1_no_bwd(&ChannelStats)?;
-    let mean_t = stats.get(0)?;
-    let var_t = stats.get(1)?;
-    let mean: Vec<f32> = mean_t.to_vec1()?;
-    let invstd: Vec<f32> = var_t.to_vec1::<f32>()?.iter().map(|&v| 1.0 / ((v as f64 + eps).sqrt() as f32)).collect();
+    let (mean_t, var_t, mean, invstd) = batch_statistics(&xs, eps)?;
     let ys = xs.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
         NormalizeAffine { mean, invstd, relu, batch_stats: true },
     )?;
+    Ok((ys, mean_t, var_t))
+}
+
+/// relu(batch_norm(xs) + skip) in training mode, fused (a residual block's tail).
+/// xs, skip: (B, C, H, W), weight/bias: (C). Returns the output and the batch mean and biased
+/// variance (C) for the running statistics.
+pub fn batch_norm_train_add_relu(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    skip: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let xs = xs.contiguous()?;
+    let (mean_t, var_t, mean, invstd) = batch_statistics(&xs, eps)?;
+    let wb = Tensor::stack(&[weight, bias], 0)?;
+    let ys = xs.apply_op3(&wb, &skip.contiguous()?, NormalizeAddRelu { mean, invstd, batch_stats: true })?;
     Ok((ys, mean_t, var_t))
 }
 
@@ -285,7 +380,7 @@ pub fn batch_norm_eval(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relu_op::relu;
+    use crate::relu_op::{add_relu, relu};
     use candle_core::{Device, Var};
     use hitomi_core::testing::assert_close;
 
@@ -318,6 +413,38 @@ mod tests {
             for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
                 assert_close(&format!("train={train}: gradient {i}"), a, b, 0.0, 1e-4, true).unwrap();
             }
+        }
+    }
+
+    /// The fused block tail relu(norm(x) + skip) equals the norm followed by the add and ReLU ops,
+    /// output and the gradients of the input, scale, shift and shortcut (training mode).
+    #[test]
+    fn fused_add_relu_matches_norm_then_add_relu() {
+        let dev = Device::Cpu;
+        let shape = (3, 4, 23, 31);
+        let var = |t: Tensor| Var::from_tensor(&t).unwrap();
+        let x = var((Tensor::randn(0f32, 2.0, shape, &dev).unwrap() + 0.5).unwrap());
+        let skip = var(Tensor::randn(0f32, 1.0, shape, &dev).unwrap());
+        let wt = var(Tensor::new(&[1.5f32, -0.7, 0.2, 1.0], &dev).unwrap());
+        let bias = var(Tensor::new(&[0.1f32, -0.3, 0.0, 0.4], &dev).unwrap());
+        let probe = Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+        let run = |fused: bool| {
+            let (y, mean, var) = if fused {
+                batch_norm_train_add_relu(&x, &wt, &bias, &skip, 1e-5).unwrap()
+            } else {
+                let (y, mean, var) = batch_norm_train(&x, &wt, &bias, 1e-5, false).unwrap();
+                (add_relu(&y, &skip).unwrap(), mean, var)
+            };
+            let g = (&y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let grads: Vec<Tensor> = [&x, &wt, &bias, &skip].iter().map(|v| g.get(v).unwrap().clone()).collect();
+            (y, mean, var, grads)
+        };
+        let ((y1, m1, v1, g1), (y2, m2, v2, g2)) = (run(true), run(false));
+        assert_close("output", &y1, &y2, 0.0, 1e-6, true).unwrap();
+        assert_close("mean", &m1, &m2, 0.0, 0.0, true).unwrap();
+        assert_close("variance", &v1, &v2, 0.0, 0.0, true).unwrap();
+        for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+            assert_close(&format!("gradient {i}"), a, b, 0.0, 1e-4, true).unwrap();
         }
     }
 }

@@ -1,11 +1,11 @@
-//! Residual blocks, y = relu(F(x) + shortcut(x)), with torchvision's tensor names.
+//! Residual blocks, y = relu(F(x) + shortcut(x)), with torchvision's tensor names; the last
+//! norm, the add and the ReLU run fused (`ConvBnAct::forward_add_relu`).
 
 use anyhow::Result;
 use candle_core::Tensor;
 use hitomi_core::ParamPath;
 
 use crate::conv::{Activation, Conv2dConfig, ConvBnAct};
-use crate::relu_op::add_relu;
 
 /// Projection shortcut `downsample.0` (1x1 conv, stride s) + `downsample.1` (BN), used when the
 /// block changes resolution or width.
@@ -16,6 +16,14 @@ fn downsample(p: &ParamPath, c_in: usize, c_out: usize, stride: usize) -> Result
     let d = p.pp("downsample");
     let cfg = Conv2dConfig { kernel: 1, stride, padding: 0, dilation: 1, bias: false };
     Ok(Some(ConvBnAct::new(&d.pp("0"), &d.pp("1"), c_in, c_out, cfg, Activation::None)?))
+}
+
+/// The block's shortcut: the projection when there is one, else the input itself.
+fn shortcut(downsample: &Option<ConvBnAct>, xs: &Tensor, train: bool) -> Result<Tensor> {
+    match downsample {
+        Some(d) => d.forward(xs, train),
+        None => Ok(xs.clone()),
+    }
 }
 
 /// ResNet-18/34 block: 3x3 (stride s) -> BN -> ReLU -> 3x3 -> BN, plus shortcut, then ReLU.
@@ -46,12 +54,8 @@ impl BasicBlock {
 
     /// xs: (B, C_in, H, W) -> (B, C_out, H/s, W/s)
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let ys = self.conv2.forward(&self.conv1.forward(xs, train)?, train)?;
-        let skip = match &self.downsample {
-            Some(d) => d.forward(xs, train)?,
-            None => xs.clone(),
-        };
-        Ok(add_relu(&ys, &skip)?)
+        let skip = shortcut(&self.downsample, xs, train)?;
+        self.conv2.forward_add_relu(&self.conv1.forward(xs, train)?, &skip, train)
     }
 }
 
@@ -87,12 +91,8 @@ impl Bottleneck {
 
     /// xs: (B, C_in, H, W) -> (B, 4 * width, H/s, W/s)
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let ys = self.conv1.forward(xs, train)?;
-        let ys = self.conv3.forward(&self.conv2.forward(&ys, train)?, train)?;
-        let skip = match &self.downsample {
-            Some(d) => d.forward(xs, train)?,
-            None => xs.clone(),
-        };
-        Ok(add_relu(&ys, &skip)?)
+        let skip = shortcut(&self.downsample, xs, train)?;
+        let ys = self.conv2.forward(&self.conv1.forward(xs, train)?, train)?;
+        self.conv3.forward_add_relu(&ys, &skip, train)
     }
 }

@@ -133,6 +133,17 @@ impl ConvBnAct {
             act => Ok(act.apply(&self.bn.forward(&ys, train)?)?),
         }
     }
+
+    /// relu(forward(xs) + skip) for a unit without its own activation (a residual block's last
+    /// conv-BN): in training mode the norm, the add and the ReLU run as one op.
+    /// xs: (B, C_in, H, W), skip: (B, C_out, H', W') -> (B, C_out, H', W')
+    pub fn forward_add_relu(&self, xs: &Tensor, skip: &Tensor, train: bool) -> Result<Tensor> {
+        anyhow::ensure!(self.act == Activation::None, "forward_add_relu: the unit has its own {:?}", self.act);
+        if !train {
+            return Ok(crate::relu_op::add_relu(&self.forward(xs, false)?, skip)?);
+        }
+        self.bn.forward_add_relu(&self.conv.forward(xs)?, skip, true)
+    }
 }
 
 #[cfg(test)]
