@@ -146,7 +146,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         GrayImage::from_fn(64, 64, |x, y| image::Luma([(x + y) as u8])).save(&photo).unwrap();
         let out = dir.join("out");
-        let s = write_patches(&[photo.clone()], 16, 2, &[0.5, 2.0], 0, &out).unwrap();
+        let s = write_patches(std::slice::from_ref(&photo), 16, 2, &[0.5, 2.0], 0, &out).unwrap();
         assert_eq!((s.classes, s.images), (8, 16));
         assert!(out.join("train/ramp_rot090_zoom0.5/00001.png").is_file());
         assert!(out.join("train/ramp_rot270_zoom2/00000.png").is_file());
