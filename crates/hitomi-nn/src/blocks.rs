@@ -96,3 +96,37 @@ impl Bottleneck {
         self.conv3.forward_add_relu(&ys, &skip, train)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use hitomi_core::testing::assert_close;
+    use hitomi_core::ParamStore;
+
+    /// A block's input feeds both the residual branch and the shortcut, so its gradient is the sum
+    /// of the two paths' (the backward pass adds up a tensor's gradients over its uses; the
+    /// vendored candle stores the first one and adds the rest): the full gradient equals the
+    /// branch's alone plus the shortcut's alone, each taken with the other path's input detached.
+    /// Training mode, so the fused norm + add + ReLU is in the graph.
+    #[test]
+    fn input_gradient_sums_the_branch_and_the_shortcut() {
+        let dev = Device::Cpu;
+        let store = ParamStore::new(5, &dev);
+        let block = BasicBlock::new(&store.root().pp("b"), 4, 4, 1).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 4, 9, 9), &dev).unwrap()).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, (2, 4, 9, 9), &dev).unwrap();
+        let grad_with = |branch_in: &Tensor, skip: &Tensor| {
+            let h = block.conv1.forward(branch_in, true).unwrap();
+            let y = block.conv2.forward_add_relu(&h, skip, true).unwrap();
+            let g = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            g.get(&x).expect("x has a gradient").clone()
+        };
+        let both = grad_with(&x, &x);
+        let (branch, shortcut) = (grad_with(&x, &x.detach()), grad_with(&x.detach(), &x));
+        assert_close("x gradient", &both, &(branch + shortcut).unwrap(), 0.0, 1e-5, false).unwrap();
+        let y = block.forward(&x, true).unwrap();
+        let g = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        assert_close("forward()", g.get(&x).unwrap(), &both, 0.0, 1e-6, false).unwrap();
+    }
+}
