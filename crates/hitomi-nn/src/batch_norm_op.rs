@@ -160,11 +160,10 @@ impl CustomOp3 for NormalizeAffine {
 
 /// y = max((x - mean) * invstd * weight + bias + skip, 0): a residual block's last norm, its
 /// shortcut and the ReLU in one pass. The weight and bias come packed as one (2, C) tensor, as a
-/// `CustomOp3` takes three inputs.
+/// `CustomOp3` takes three inputs. Training mode only: the statistics are the batch's.
 struct NormalizeAddRelu {
     mean: Vec<f32>,
     invstd: Vec<f32>,
-    batch_stats: bool,
 }
 
 impl CustomOp3 for NormalizeAddRelu {
@@ -218,7 +217,7 @@ impl CustomOp3 for NormalizeAddRelu {
             invstd: self.invstd.clone(),
             weight: wb.get(0)?.to_vec1()?,
             relu_mask: None,
-            batch_stats: self.batch_stats,
+            batch_stats: true,
         };
         let packed = x.apply_op2_no_bwd(&g, &op)?;
         let n = b * c * h * w;
@@ -354,7 +353,7 @@ pub fn batch_norm_train_add_relu(
     let xs = xs.contiguous()?;
     let (mean_t, var_t, mean, invstd) = batch_statistics(&xs, eps)?;
     let wb = Tensor::stack(&[weight, bias], 0)?;
-    let ys = xs.apply_op3(&wb, &skip.contiguous()?, NormalizeAddRelu { mean, invstd, batch_stats: true })?;
+    let ys = xs.apply_op3(&wb, &skip.contiguous()?, NormalizeAddRelu { mean, invstd })?;
     Ok((ys, mean_t, var_t))
 }
 

@@ -725,7 +725,7 @@ impl GradStore {
     /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     /// Adds `grad` to the gradient of `tensor`; the first gradient to arrive is stored as it is
     /// (made contiguous) instead of being added into a fresh tensor of zeros. hitomi's patch: the
-    /// zero fill and the extra add per gradient edge cost about a tenth of a CNN training step.
+    /// zero fill and the extra add per gradient edge cost about a sixth of a CNN training step.
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
             Entry::Occupied(mut slot) => {
