@@ -12,6 +12,7 @@ pub mod losses;
 pub mod pool;
 pub mod relu_op;
 pub mod upsample;
+mod winograd;
 
 pub use batch_norm::BatchNorm2d;
 pub use blocks::{BasicBlock, Bottleneck};
