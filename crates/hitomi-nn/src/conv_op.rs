@@ -84,21 +84,32 @@ fn valid_cols(off: isize, stride: usize, w: usize, wo: usize) -> (usize, usize) 
 /// buffer reused for one geometry does (per-row fills of one or two padding cells cost a memset
 /// call each and were a measurable part of a training step).
 fn im2col(x: &[f32], d: &Dims, g: ConvGeom, cols: &mut [f32]) {
-    let hw_out = d.hw_out();
+    im2col_rows(x, d, g, 0..d.ho, d.hw_out(), cols)
+}
+
+/// im2col of output rows `rows` only, into rows of `cols` `ld` apart ((rows.len() Wo) used of
+/// each). Row segments that fall wholly in the top or bottom padding are zeroed here, since a
+/// buffer reused for other row ranges holds input there; left and right padding cells sit at
+/// the same place for every range of one geometry, so a zeroed buffer keeps them zero.
+fn im2col_rows(x: &[f32], d: &Dims, g: ConvGeom, rows: std::ops::Range<usize>, ld: usize, cols: &mut [f32]) {
+    let np = rows.len() * d.wo;
     for c in 0..d.ci {
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
         for ky in 0..d.kh {
             for kx in 0..d.kw {
-                let row = &mut cols[((c * d.kh + ky) * d.kw + kx) * hw_out..][..hw_out];
+                let row = &mut cols[((c * d.kh + ky) * d.kw + kx) * ld..][..np];
                 let off = (kx * g.dilation) as isize - g.padding as isize;
                 let (lo, hi) = valid_cols(off, g.stride, d.w, d.wo);
-                for oy in 0..d.ho {
+                for (r, oy) in rows.clone().enumerate() {
                     let iy = (oy * g.stride + ky * g.dilation) as isize - g.padding as isize;
                     if iy < 0 || iy >= d.h as isize {
+                        if rows.len() < d.ho {
+                            row[r * d.wo..(r + 1) * d.wo].fill(0.0);
+                        }
                         continue;
                     }
                     let src = &plane[iy as usize * d.w..(iy as usize + 1) * d.w];
-                    let dst = &mut row[oy * d.wo + lo..oy * d.wo + hi];
+                    let dst = &mut row[r * d.wo + lo..r * d.wo + hi];
                     let first = (lo * g.stride) as isize + off;
                     if g.stride == 1 {
                         dst.copy_from_slice(&src[first as usize..first as usize + (hi - lo)]);
@@ -304,6 +315,10 @@ fn forward_kernel(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue: Option<
         Winograd3x3::new(d.b, d.ci, d.h, d.w, d.co, g.padding).forward(x, w, epilogue, &mut out);
         return out;
     }
+    if d.b < rayon::current_num_threads() && !d.is_pointwise(g) {
+        spatial_blocks_forward(x, w, d, g, epilogue, &mut out);
+        return out;
+    }
     let threads = gemm_threads(d.b);
     let finish = |y: &mut [f32]| {
         if let Some(e) = epilogue {
@@ -337,6 +352,52 @@ fn forward_kernel(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue: Option<
         );
     }
     out
+}
+
+/// Column-buffer bytes per task of `spatial_blocks_forward`, within half a core's L2. Measured
+/// on `hitomi bench` latencies (A / B, ms, three runs each): 256 KiB 3.30-3.38 / 11.0-11.6,
+/// 512 KiB 3.41-3.99 / 11.6-12.5, 1 MiB 3.18-3.25 / 12.1-14.4; one threaded gemm per image
+/// before: 3.9 / 15.3.
+const COLUMN_BYTES_PER_BLOCK: usize = 256 * 1024;
+
+/// The forward convolution of a batch smaller than the thread count (the latency case): each
+/// image's output rows are cut into equal blocks whose column buffers hold about
+/// COLUMN_BYTES_PER_BLOCK, and each block is one task, im2col of its rows + a single-threaded
+/// gemm, copied into `out` afterwards. One threaded gemm over the whole image synchronised its
+/// threads for every panel, and its column buffer overflowed the cache.
+/// x: (B, C_in, H, W), w: (C_out, C_in, kh, kw) -> out (B, C_out, Ho, Wo).
+fn spatial_blocks_forward(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue: Option<Epilogue>, out: &mut [f32]) {
+    let (k, n) = (d.k(), d.hw_out());
+    // Equal blocks, each with a column buffer of about COLUMN_BYTES_PER_BLOCK.
+    let positions = (COLUMN_BYTES_PER_BLOCK / (4 * k)).max(64);
+    let rows_per_block = d.ho.div_ceil(n.div_ceil(positions)).max(1);
+    let ld = rows_per_block * d.wo;
+    let blocks: Vec<(usize, usize)> =
+        (0..d.b).flat_map(|bi| (0..d.ho).step_by(rows_per_block).map(move |oy| (bi, oy))).collect();
+    let results: Vec<Vec<f32>> = blocks
+        .par_iter()
+        .map_init(
+            || vec![0f32; k * ld],
+            |cols, &(bi, oy0)| {
+                let rows = oy0..(oy0 + rows_per_block).min(d.ho);
+                let np = rows.len() * d.wo;
+                let xb = &x[bi * d.ci * d.h * d.w..(bi + 1) * d.ci * d.h * d.w];
+                im2col_rows(xb, d, g, rows, ld, cols);
+                let mut y = vec![0f32; d.co * np];
+                matmul(d.co, np, k, &mut y, false, w, k, 1, cols, ld, 1, 1);
+                if let Some(e) = epilogue {
+                    e.apply(&mut y, np);
+                }
+                y
+            },
+        )
+        .collect();
+    for (&(bi, oy0), y) in blocks.iter().zip(&results) {
+        let np = y.len() / d.co;
+        for (o, yo) in y.chunks_exact(np).enumerate() {
+            out[(bi * d.co + o) * n + oy0 * d.wo..][..np].copy_from_slice(yo);
+        }
+    }
 }
 
 /// y = conv2d(x, w): (B, C_in, H, W) x (C_out, C_in, kh, kw) -> (B, C_out, Ho, Wo).
@@ -639,6 +700,40 @@ mod tests {
     use candle_core::{Device, Var};
     use hitomi_core::testing::assert_close;
 
+    /// A column buffer reused across row blocks (the spatial-block forward) must give each block
+    /// exactly its rows of the full im2col, whichever block used the buffer before: the top and
+    /// bottom blocks read padding where a middle block left input values.
+    #[test]
+    fn im2col_row_blocks_match_the_full_matrix_in_any_order() {
+        for (stride, h, w) in [(1, 7, 9), (2, 9, 8)] {
+            let g = ConvGeom { stride, padding: 1, dilation: 1 };
+            let d = Dims::new(&[1, 2, h, w], &[1, 2, 3, 3], g).unwrap();
+            let x: Vec<f32> = (0..2 * h * w).map(|i| 1.0 + i as f32).collect();
+            let mut full = vec![0f32; d.k() * d.hw_out()];
+            im2col(&x, &d, g, &mut full);
+            let rows_per_block = 2;
+            let ld = rows_per_block * d.wo;
+            let blocks: Vec<usize> = (0..d.ho).step_by(rows_per_block).collect();
+            for &before in &blocks {
+                for &after in &blocks {
+                    let mut cols = vec![0f32; d.k() * ld];
+                    for oy0 in [before, after] {
+                        im2col_rows(&x, &d, g, oy0..(oy0 + rows_per_block).min(d.ho), ld, &mut cols);
+                    }
+                    let np = (rows_per_block.min(d.ho - after)) * d.wo;
+                    for r in 0..d.k() {
+                        let want = &full[r * d.hw_out() + after * d.wo..][..np];
+                        assert_eq!(
+                            &cols[r * ld..][..np],
+                            want,
+                            "stride {stride}: block {after} after {before}, row {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Strides, paddings and dilations beyond the golden cases (where im2col's valid column runs
     /// start and end at odd offsets, where large outputs take the shifted gemms, and where
     /// channel counts in eighths take Winograd), with a batch of several images so the column
@@ -651,7 +746,7 @@ mod tests {
         let dot = |a: &Tensor, b: &Tensor| (a * b).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         // The last three have outputs of over 2,048 positions: the shifted-gemm path.
         // (k, stride, padding, dilation, h, w, c_in, c_out)
-        for (k, stride, padding, dilation, h, w, ci, co) in [
+        let cases = [
             (3, 3, 2, 1, 11, 14, 2, 4),
             (3, 1, 2, 2, 9, 8, 2, 4),
             (5, 2, 1, 2, 13, 12, 2, 4),
@@ -663,13 +758,15 @@ mod tests {
             // Channels in eighths: the Winograd path, forward and (stride 1) input gradient.
             (3, 1, 1, 1, 9, 10, 8, 16),
             (3, 1, 0, 1, 7, 7, 16, 8),
-        ] {
-            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, ci, h, w), &dev).unwrap()).unwrap();
+        ];
+        // Batch 1 (below the thread count) takes the spatial-block forward instead.
+        for (batch, (k, stride, padding, dilation, h, w, ci, co)) in cases.into_iter().flat_map(|c| [(3, c), (1, c)]) {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (batch, ci, h, w), &dev).unwrap()).unwrap();
             let wt = Var::from_tensor(&Tensor::randn(0f32, 1.0, (co, ci, k, k), &dev).unwrap()).unwrap();
             let geom = ConvGeom { stride, padding, dilation };
             let ours = conv2d(&x, &wt, geom).unwrap();
             let theirs = x.conv2d(&wt, padding, stride, dilation, 1).unwrap();
-            let case = format!("k{k} s{stride} p{padding} d{dilation} {ci}->{co}");
+            let case = format!("b{batch} k{k} s{stride} p{padding} d{dilation} {ci}->{co}");
             assert_close(&format!("{case}: output"), &ours, &theirs, 0.0, 1e-5, true).unwrap();
             let probe = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
             let grads = (&ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
