@@ -48,6 +48,15 @@ struct Scratch {
     loaded: Option<usize>,
 }
 
+/// One block's gemm results for the output transform: tile rows `block` (n tiles) of
+/// M (16, n, C_out), and the bias and ReLU to apply.
+struct Gemmed<'a> {
+    block: Range<usize>,
+    n: usize,
+    m: &'a [f32],
+    ep: Option<Epilogue<'a>>,
+}
+
 impl Winograd3x3 {
     /// The geometries this path takes: 3x3, stride 1, dilation 1, and channel counts that are
     /// multiples of 8 (the transforms run 8 channels at a time; a stem's single input channel
@@ -156,7 +165,8 @@ impl Winograd3x3 {
                         let mt = &mut s.m[t * n * co..(t + 1) * n * co];
                         matmul(n, co, ci, mt, false, vt, ci, 1, ut, co, 1, threads);
                     }
-                    self.output_rows(block, n, &s.m, &mut s.out, epilogue, y);
+                    let job = Gemmed { block, n, m: &s.m, ep: epilogue };
+                    self.output_rows(job, &mut s.out, y);
                 }
             },
         );
@@ -215,51 +225,28 @@ impl Winograd3x3 {
         }
     }
 
-    /// Output blocks of tile rows `block` from M (16, n, C_out): Y = A^T M A with
+    /// Output blocks of tile rows `job.block` from M (16, n, C_out): Y = A^T M A with
     /// A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], plus bias, then ReLU, into the channels-last image
     /// `hwc` (Ho Wo, C_out), which goes to the task's output ys (images, C_out, Ho, Wo) when an
     /// image's last row is done.
-    fn output_rows(
-        &self,
-        block: Range<usize>,
-        n: usize,
-        m: &[f32],
-        hwc: &mut [f32],
-        ep: Option<Epilogue>,
-        ys: &mut [f32],
-    ) {
+    fn output_rows(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU supports the features the function is compiled with.
-            return unsafe { self.output_rows_avx2(block, n, m, hwc, ep, ys) };
+            return unsafe { self.output_rows_avx2(job, hwc, ys) };
         }
-        self.output_rows_body(block, n, m, hwc, ep, ys)
+        self.output_rows_body(job, hwc, ys)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn output_rows_avx2(
-        &self,
-        block: Range<usize>,
-        n: usize,
-        m: &[f32],
-        hwc: &mut [f32],
-        ep: Option<Epilogue>,
-        ys: &mut [f32],
-    ) {
-        self.output_rows_body(block, n, m, hwc, ep, ys)
+    fn output_rows_avx2(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
+        self.output_rows_body(job, hwc, ys)
     }
 
     #[inline(always)]
-    fn output_rows_body(
-        &self,
-        block: Range<usize>,
-        n: usize,
-        m: &[f32],
-        hwc: &mut [f32],
-        ep: Option<Epilogue>,
-        ys: &mut [f32],
-    ) {
+    fn output_rows_body(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
+        let Gemmed { block, n, m, ep } = job;
         let (co, ho, wo, tw) = (self.co, self.ho, self.wo, self.tw);
         let plane = ho * wo;
         let zeros = [0f32; LANES];
@@ -292,8 +279,8 @@ impl Winograd3x3 {
 }
 
 /// dst[j * dst_rs + i] = src[i * src_rs + j] for i < rows, j < cols, in 8 x 8 blocks (read as
-/// rows, written as columns, the unrolled block becoming register shuffles) so that neither side
-/// strides through memory one float at a time.
+/// rows, written as columns) so that both sides touch only 8 cache lines at a time; scattering
+/// one float at a time across a whole plane was the hottest part of the transforms in `perf`.
 #[inline(always)]
 fn transpose(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize, rows: usize, cols: usize) {
     const B: usize = 8;
