@@ -4,7 +4,8 @@
 //! through a direct-loop conv_transpose2d for the input gradient, which dominates a training step.
 //!
 //! Work is split over the batch with rayon and each gemm runs single-threaded (no nested pools);
-//! for batch sizes below the thread count the gemm itself is threaded instead. Weight gradients are
+//! for batch sizes below the thread count the forward splits each image into blocks of output
+//! rows, and the backward passes thread the gemm itself. Weight gradients are
 //! summed over fixed chunks of the batch in a fixed order, so results do not depend on threads.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
