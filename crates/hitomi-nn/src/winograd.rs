@@ -88,8 +88,9 @@ impl Winograd3x3 {
         (TILE_CHANNELS_PER_BLOCK / self.ci / self.tw).max(1)
     }
 
-    /// Whole images per task: enough for one block, and at most two tasks per thread, since
-    /// each task allocates its zeroed scratch (per image, that memset was ~5% of the time).
+    /// Whole images per task: enough for one block, and about two tasks per thread, since each
+    /// task allocates its zeroed scratch (with a task per image, memset was ~5% of a layer's
+    /// `perf` profile; end to end the change was within the host's noise).
     fn images_per_task(&self) -> usize {
         let for_block = self.rows_per_block() / self.th;
         let for_threads = self.b.div_ceil(2 * rayon::current_num_threads());
