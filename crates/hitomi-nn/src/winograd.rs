@@ -1,12 +1,14 @@
-//! Winograd F(2x2, 3x3) convolution for 3x3, stride-1, undilated kernels (Lavin & Gray 2016): each
-//! 2x2 block of outputs comes from a 4x4 input tile with 16 multiplies per (input, output) channel
-//! pair instead of 36, i.e. 2.25x fewer than im2col + gemm. Per tile the input is transformed,
-//! V = B^T d B (4x4 per channel); per channel pair the kernel, U = G g G^T (4x4); then for each of
-//! the 16 tile positions t a gemm M_t (tiles, C_out) = V_t (tiles, C_in) x U_t (C_in, C_out); and
-//! each output block is Y = A^T M A (2x2). The transforms only add, subtract and halve, so results
-//! stay within float rounding of the direct convolution.
+//! Winograd convolution for 3x3, stride-1, undilated kernels (Lavin & Gray 2016), F(2x2, 3x3) and
+//! F(4x4, 3x3): each m x m block of outputs comes from an (m + 2) x (m + 2) input tile with (m + 2)^2
+//! multiplies per (input, output) channel pair instead of 9 m^2, i.e. 2.25x (m = 2) or 4x (m = 4)
+//! fewer than im2col + gemm. Per tile the input is transformed, V = B^T d B; per channel pair the
+//! kernel, U = G g G^T; then for each of the T = (m + 2)^2 tile positions t a gemm
+//! M_t (tiles, C_out) = V_t (tiles, C_in) x U_t (C_in, C_out); and each output block is
+//! Y = A^T M A. F(2x2) only adds, subtracts and halves, so it stays within float rounding of the
+//! direct convolution; F(4x4)'s constants (up to 8 and 1/24) cost a few more bits: on the test
+//! shapes below its largest error is 1.6-4.4e-6 of the largest output (F(2x2): 3-7e-7).
 //!
-//! Tiles are kept channels-last (a tile's 16 values are 16 runs over the channels), so every
+//! Tiles are kept channels-last (a tile's T values are T runs over the channels), so every
 //! transform step is a loop over channels that vectorises; the image is transposed to (H, W, C)
 //! once on the way in and the output back to (C, H, W) as blocks are written.
 
@@ -16,9 +18,33 @@ use rayon::prelude::*;
 
 use crate::conv_op::{gemm_threads, matmul, Epilogue};
 
-/// Bound on tiles x C_in per gemm block: V (16 floats per tile and channel) then spans 256 KiB,
-/// so a block's V and M stay in the core's cache while its gemms are not tiny.
-const TILE_CHANNELS_PER_BLOCK: usize = 4096;
+/// Bound on the floats of V per gemm block (tiles x C_in x T): 256 KiB, so a block's V and M stay
+/// in the core's cache while its gemms are not tiny.
+const V_FLOATS_PER_BLOCK: usize = 65_536;
+
+/// The output block side m of F(m x m, 3 x 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tile {
+    /// F(2x2, 3x3): 4x4 input tiles, 16 gemms.
+    F2,
+    /// F(4x4, 3x3): 6x6 input tiles, 36 gemms with 1.78x fewer multiplies than F2's in all.
+    F4,
+}
+
+impl Tile {
+    /// Output block side m.
+    fn m(self) -> usize {
+        match self {
+            Tile::F2 => 2,
+            Tile::F4 => 4,
+        }
+    }
+
+    /// Tile positions T = (m + 2)^2.
+    fn positions(self) -> usize {
+        (self.m() + 2) * (self.m() + 2)
+    }
+}
 
 /// One 3x3 stride-1 convolution of x (B, C_in, H, W) with padding p -> (B, C_out, Ho, Wo).
 #[derive(Clone, Copy, Debug)]
@@ -31,13 +57,14 @@ pub(crate) struct Winograd3x3 {
     pad: usize,
     ho: usize,
     wo: usize,
-    /// Tile rows and columns: ceil(Ho / 2), ceil(Wo / 2).
+    tile: Tile,
+    /// Tile rows and columns: ceil(Ho / m), ceil(Wo / m).
     th: usize,
     tw: usize,
 }
 
 /// Per-task scratch: the padded image channels-last (Hp, Wp, C_in), the transformed tiles
-/// V (16, n, C_in), the gemm results M (16, n, C_out), and one output image channels-last
+/// V (T, n, C_in), the gemm results M (T, n, C_out), and one output image channels-last
 /// (Ho Wo, C_out).
 struct Scratch {
     plane: Vec<f32>,
@@ -49,7 +76,7 @@ struct Scratch {
 }
 
 /// One block's gemm results for the output transform: tile rows `block` (n tiles) of
-/// M (16, n, C_out), and the bias and ReLU to apply.
+/// M (T, n, C_out), and the bias and ReLU to apply.
 struct Gemmed<'a> {
     block: Range<usize>,
     n: usize,
@@ -73,19 +100,35 @@ impl Winograd3x3 {
     }
 
     /// Sizes as in `Dims`: ho = h + 2 pad - 2 (callers check the kernel fits).
+    ///
+    /// The tile is the one with fewer multiplies in all, F(2x2) on a tie: F(4x4) unless its tiles
+    /// overhang a small output too far (2x2, 6x6). Against F(2x2), timings of single layers
+    /// (batch 64 for model A's, 16 for model B's; medians of five alternating runs):
+    /// 32->32 at 28 px 6.03 -> 5.23 ms, 64->64 at 14 px 4.25 -> 4.16 (4x4 tiles cover 16 px),
+    /// 128->128 at 7 px 5.47 -> 4.32, 32->32 at 64 px 9.19 -> 6.67, 64->64 at 32 px 6.39 -> 4.53,
+    /// 128->128 at 16 px 5.56 -> 4.30.
     pub(crate) fn new(b: usize, ci: usize, h: usize, w: usize, co: usize, pad: usize) -> Self {
         let (ho, wo) = (h + 2 * pad - 2, w + 2 * pad - 2);
-        Self { b, ci, h, w, co, pad, ho, wo, th: ho.div_ceil(2), tw: wo.div_ceil(2) }
+        let multiplies = |t: Tile| t.positions() * ho.div_ceil(t.m()) * wo.div_ceil(t.m());
+        let tile = if multiplies(Tile::F4) < multiplies(Tile::F2) { Tile::F4 } else { Tile::F2 };
+        Self::with_tile(b, ci, h, w, co, pad, tile)
     }
 
-    /// Padded plane sides: 2 th + 2 by 2 tw + 2 cover every tile (and are >= H + 2 pad, W + 2 pad).
+    /// With the tile given.
+    pub(crate) fn with_tile(b: usize, ci: usize, h: usize, w: usize, co: usize, pad: usize, tile: Tile) -> Self {
+        let (ho, wo) = (h + 2 * pad - 2, w + 2 * pad - 2);
+        let m = tile.m();
+        Self { b, ci, h, w, co, pad, ho, wo, tile, th: ho.div_ceil(m), tw: wo.div_ceil(m) }
+    }
+
+    /// Padded plane sides: m th + 2 by m tw + 2 cover every tile (and are >= H + 2 pad, W + 2 pad).
     fn plane_sides(&self) -> (usize, usize) {
-        (2 * self.th + 2, 2 * self.tw + 2)
+        (self.tile.m() * self.th + 2, self.tile.m() * self.tw + 2)
     }
 
-    /// Tile rows per gemm block: about TILE_CHANNELS_PER_BLOCK / C_in tiles.
+    /// Tile rows per gemm block: V_FLOATS_PER_BLOCK / (T C_in) tiles, in whole rows.
     fn rows_per_block(&self) -> usize {
-        (TILE_CHANNELS_PER_BLOCK / self.ci / self.tw).max(1)
+        (V_FLOATS_PER_BLOCK / (self.tile.positions() * self.ci) / self.tw).max(1)
     }
 
     /// Whole images per task: enough for one block, and about two tasks per thread, since each
@@ -100,43 +143,49 @@ impl Winograd3x3 {
     fn scratch(&self) -> Scratch {
         let n = self.rows_per_block() * self.tw;
         let (hp, wp) = self.plane_sides();
+        let t = self.tile.positions();
         Scratch {
             plane: vec![0f32; hp * wp * self.ci],
-            v: vec![0f32; 16 * n * self.ci],
-            m: vec![0f32; 16 * n * self.co],
+            v: vec![0f32; t * n * self.ci],
+            m: vec![0f32; t * n * self.co],
             out: vec![0f32; self.ho * self.wo * self.co],
             loaded: None,
         }
     }
 
-    /// U (16, C_in, C_out) = G g G^T for every kernel g (3x3) of w (C_out, C_in, 3, 3), with
-    /// G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]].
+    /// U (T, C_in, C_out) = G g G^T for every kernel g (3x3) of w (C_out, C_in, 3, 3), with
+    /// G (m + 2, 3) as in `g_times` (F2) and `g6_times` (F4).
     fn kernel_transform(&self, w: &[f32]) -> Vec<f32> {
         let (ci, co) = (self.ci, self.co);
-        let mut u = vec![0f32; 16 * ci * co];
+        let a = self.tile.m() + 2;
+        let g = |x: &[f32], y: &[f32], z: &[f32], out: &mut [f32]| match self.tile {
+            Tile::F2 => g_times(x, y, z, out),
+            Tile::F4 => g6_times(x, y, z, out),
+        };
+        let mut u = vec![0f32; a * a * ci * co];
         // Per input channel i, the nine taps of every output channel are gathered into nine runs
         // over C_out, and both steps of the transform are then element-wise over such runs, so
         // they vectorise. One 3x3 kernel at a time took ~1 ms for 128 x 128 kernels; this way
         // conv_timing's batch-64 forward of 128 -> 128 at 16 px went 6.6-6.9 -> 5.1-5.2 ms and
         // at 7 px 5.9-6.4 -> 5.2 ms (the input gradients alike).
         let mut taps = vec![0f32; 9 * co];
-        // G g by columns: gg[(j 4 + r) C_out..] is entry (r, j) for every output channel.
-        let mut gg = vec![0f32; 12 * co];
-        // (G g) G^T of channel i: ui[t C_out..] for the 16 tile positions t = 4 r + j.
-        let mut ui = vec![0f32; 16 * co];
+        // G g by columns: gg[(j a + r) C_out..] is entry (r, j) for every output channel.
+        let mut gg = vec![0f32; 3 * a * co];
+        // (G g) G^T of channel i: ui[t C_out..] for the tile positions t = a r + j.
+        let mut ui = vec![0f32; a * a * co];
         for i in 0..ci {
             for o in 0..co {
                 for (k, &v) in w[(o * ci + i) * 9..][..9].iter().enumerate() {
                     taps[k * co + o] = v;
                 }
             }
-            for (j, col) in gg.chunks_exact_mut(4 * co).enumerate() {
+            for (j, col) in gg.chunks_exact_mut(a * co).enumerate() {
                 let tap = |r: usize| &taps[(3 * r + j) * co..][..co];
-                g_times(tap(0), tap(1), tap(2), col);
+                g(tap(0), tap(1), tap(2), col);
             }
-            for (r, row) in ui.chunks_exact_mut(4 * co).enumerate() {
-                let entry = |j: usize| &gg[(4 * j + r) * co..][..co];
-                g_times(entry(0), entry(1), entry(2), row);
+            for (r, row) in ui.chunks_exact_mut(a * co).enumerate() {
+                let entry = |j: usize| &gg[(a * j + r) * co..][..co];
+                g(entry(0), entry(1), entry(2), row);
             }
             for (t, run) in ui.chunks_exact(co).enumerate() {
                 u[(t * ci + i) * co..][..co].copy_from_slice(run);
@@ -147,7 +196,7 @@ impl Winograd3x3 {
 
     /// x (B, C_in, H, W), w (C_out, C_in, 3, 3) -> out (B, C_out, Ho, Wo), with the epilogue
     /// (bias, ReLU) applied as each output block is written. A task takes whole images; within
-    /// it, blocks of tile rows (running on across its images) go through transform, 16 gemms and
+    /// it, blocks of tile rows (running on across its images) go through transform, T gemms and
     /// inverse transform while V and M stay small.
     pub(crate) fn forward(&self, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, out: &mut [f32]) {
         let u = self.kernel_transform(w);
@@ -166,7 +215,7 @@ impl Winograd3x3 {
                     let block = g0..(g0 + self.rows_per_block()).min(rows);
                     let n = block.len() * tw;
                     self.input_rows(xs, block.clone(), n, s);
-                    for t in 0..16 {
+                    for t in 0..self.tile.positions() {
                         let (vt, ut) = (&s.v[t * n * ci..(t + 1) * n * ci], &u[t * ci * co..(t + 1) * ci * co]);
                         let mt = &mut s.m[t * n * co..(t + 1) * n * co];
                         matmul(n, co, ci, mt, false, vt, ci, 1, ut, co, 1, threads);
@@ -178,15 +227,18 @@ impl Winograd3x3 {
         );
     }
 
-    /// Tile rows `block` (counted across the task's images xs) into V (16, n, C_in):
-    /// V_t = (B^T d B)_t per tile d, B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
+    /// Tile rows `block` (counted across the task's images xs) into V (T, n, C_in):
+    /// V_t = (B^T d B)_t per tile d (B^T in `input_step` and `input_step6`).
     fn input_rows(&self, xs: &[f32], block: Range<usize>, n: usize, s: &mut Scratch) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU supports the features the function is compiled with.
             return unsafe { self.input_rows_avx2(xs, block, n, s) };
         }
-        self.input_rows_body(xs, block, n, s)
+        match self.tile {
+            Tile::F2 => self.input_rows_body::<4>(xs, block, n, s),
+            Tile::F4 => self.input_rows_body::<6>(xs, block, n, s),
+        }
     }
 
     /// `input_rows` compiled for AVX2 + FMA: its channel loops then take 8 floats per instruction
@@ -194,14 +246,17 @@ impl Winograd3x3 {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn input_rows_avx2(&self, xs: &[f32], block: Range<usize>, n: usize, s: &mut Scratch) {
-        self.input_rows_body(xs, block, n, s)
+        match self.tile {
+            Tile::F2 => self.input_rows_body::<4>(xs, block, n, s),
+            Tile::F4 => self.input_rows_body::<6>(xs, block, n, s),
+        }
     }
 
     #[inline(always)]
-    fn input_rows_body(&self, xs: &[f32], block: Range<usize>, n: usize, s: &mut Scratch) {
-        let (ci, pad, tw) = (self.ci, self.pad, self.tw);
+    fn input_rows_body<const A: usize>(&self, xs: &[f32], block: Range<usize>, n: usize, s: &mut Scratch) {
+        let (ci, pad, tw, m) = (self.ci, self.pad, self.tw, A - 2);
         let wp = self.plane_sides().1;
-        let (mut d, mut v) = ([[0f32; LANES]; 16], [[0f32; LANES]; 16]);
+        let (mut d, mut v) = ([[0f32; LANES]; 36], [[0f32; LANES]; 36]);
         let first = block.start;
         for g in block {
             let (li, ty) = (g / self.th, g % self.th);
@@ -219,14 +274,18 @@ impl Winograd3x3 {
                 let q = (g - first) * tw + tx;
                 // The tile's four rows of four pixels (channels-last), sliced once per tile: the
                 // index arithmetic and bounds checks per load were a third of this function.
-                let row = |r: usize| &s.plane[((2 * ty + r) * wp + 2 * tx) * ci..][..4 * ci];
-                let rows = [row(0), row(1), row(2), row(3)];
+                let rows: [&[f32]; A] =
+                    std::array::from_fn(|r| &s.plane[((m * ty + r) * wp + m * tx) * ci..][..A * ci]);
                 for k in (0..ci).step_by(LANES) {
-                    for (t, dt) in d.iter_mut().enumerate() {
-                        *dt = load(&rows[t / 4][(t % 4) * ci + k..]);
+                    for (t, dt) in d[..A * A].iter_mut().enumerate() {
+                        *dt = load(&rows[t / A][(t % A) * ci + k..]);
                     }
-                    tile_input_transform(&d, &mut v);
-                    for (t, v) in v.iter().enumerate() {
+                    if A == 4 {
+                        tile_input_transform(&d, &mut v);
+                    } else {
+                        tile_input_transform6(&d, &mut v);
+                    }
+                    for (t, v) in v[..A * A].iter().enumerate() {
                         s.v[(t * n + q) * ci + k..][..LANES].copy_from_slice(v);
                     }
                 }
@@ -234,8 +293,8 @@ impl Winograd3x3 {
         }
     }
 
-    /// Output blocks of tile rows `job.block` from M (16, n, C_out): Y = A^T M A with
-    /// A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], plus bias, then ReLU, into the channels-last image
+    /// Output blocks of tile rows `job.block` from M (T, n, C_out): Y = A^T M A (A^T in
+    /// `output_step` and `output_step6`), plus bias, then ReLU, into the channels-last image
     /// `hwc` (Ho Wo, C_out), which goes to the task's output ys (images, C_out, Ho, Wo) when an
     /// image's last row is done.
     fn output_rows(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
@@ -244,36 +303,47 @@ impl Winograd3x3 {
             // SAFETY: the CPU supports the features the function is compiled with.
             return unsafe { self.output_rows_avx2(job, hwc, ys) };
         }
-        self.output_rows_body(job, hwc, ys)
+        match self.tile {
+            Tile::F2 => self.output_rows_body::<4>(job, hwc, ys),
+            Tile::F4 => self.output_rows_body::<6>(job, hwc, ys),
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn output_rows_avx2(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
-        self.output_rows_body(job, hwc, ys)
+        match self.tile {
+            Tile::F2 => self.output_rows_body::<4>(job, hwc, ys),
+            Tile::F4 => self.output_rows_body::<6>(job, hwc, ys),
+        }
     }
 
     #[inline(always)]
-    fn output_rows_body(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
+    fn output_rows_body<const A: usize>(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
         let Gemmed { block, n, m, ep } = job;
-        let (co, ho, wo, tw) = (self.co, self.ho, self.wo, self.tw);
+        let (co, ho, wo, tw, side) = (self.co, self.ho, self.wo, self.tw, A - 2);
         let plane = ho * wo;
         let zeros = [0f32; LANES];
-        let mut mt = [[0f32; LANES]; 16];
+        let mut mt = [[0f32; LANES]; 36];
+        let mut yk = [[0f32; LANES]; 16];
         let first = block.start;
         for g in block {
             let (li, ty) = (g / self.th, g % self.th);
             for tx in 0..tw {
                 let q = (g - first) * tw + tx;
                 for k in (0..co).step_by(LANES) {
-                    for (t, mt) in mt.iter_mut().enumerate() {
+                    for (t, mt) in mt[..A * A].iter_mut().enumerate() {
                         *mt = load(&m[(t * n + q) * co + k..]);
                     }
                     let (bias, relu) = ep.map_or((zeros, false), |e| (load(&e.bias[k..]), e.relu));
-                    let yk = tile_output_transform(&mt, &bias, relu);
-                    // yk[2 dy + dx]: output (2 ty + dy, 2 tx + dx).
-                    for (i, yk) in yk.iter().enumerate() {
-                        let (oy, ox) = (2 * ty + i / 2, 2 * tx + i % 2);
+                    if A == 4 {
+                        tile_output_transform(&mt, &bias, relu, &mut yk);
+                    } else {
+                        tile_output_transform6(&mt, &bias, relu, &mut yk);
+                    }
+                    // yk[side dy + dx]: output (side ty + dy, side tx + dx).
+                    for (i, yk) in yk[..side * side].iter().enumerate() {
+                        let (oy, ox) = (side * ty + i / side, side * tx + i % side);
                         if oy < ho && ox < wo {
                             hwc[(oy * wo + ox) * co + k..][..LANES].copy_from_slice(yk);
                         }
@@ -387,6 +457,31 @@ fn g_times(a: &[f32], b: &[f32], c: &[f32], out: &mut [f32]) {
     last.copy_from_slice(c);
 }
 
+/// F(4x4)'s G = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6, 1/6, -1/6], [1/24, 1/12, 1/6],
+/// [1/24, -1/12, 1/6], [0, 0, 1]] applied to three runs (a, b, c) element-wise: out (6 n).
+#[inline(always)]
+fn g6_times(a: &[f32], b: &[f32], c: &[f32], out: &mut [f32]) {
+    let n = a.len();
+    let rows: [&mut [f32]; 6] = {
+        let (r0, rest) = out.split_at_mut(n);
+        let (r1, rest) = rest.split_at_mut(n);
+        let (r2, rest) = rest.split_at_mut(n);
+        let (r3, rest) = rest.split_at_mut(n);
+        let (r4, r5) = rest.split_at_mut(n);
+        [r0, r1, r2, r3, r4, r5]
+    };
+    let [r0, r1, r2, r3, r4, r5] = rows;
+    for i in 0..n {
+        let (x, y, z) = (a[i], b[i], c[i]);
+        r0[i] = x / 4.0;
+        r1[i] = -(x + y + z) / 6.0;
+        r2[i] = -(x - y + z) / 6.0;
+        r3[i] = x / 24.0 + y / 12.0 + z / 6.0;
+        r4[i] = x / 24.0 - y / 12.0 + z / 6.0;
+        r5[i] = z;
+    }
+}
+
 /// Whether the CPU has AVX2 and FMA: the transforms then run compiled for them (their channel
 /// loops take 8 floats per instruction instead of baseline x86-64's 4). Checked once.
 #[cfg(target_arch = "x86_64")]
@@ -442,7 +537,7 @@ fn input_step(x0: &Lane, x1: &Lane, x2: &Lane, x3: &Lane) -> [Lane; 4] {
 /// V = B^T d B for one tile d (row-major 4x4 of lanes),
 /// B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
 #[inline(always)]
-fn tile_input_transform(d: &[Lane; 16], v: &mut [Lane; 16]) {
+fn tile_input_transform(d: &[Lane], v: &mut [Lane]) {
     // Row step B^T d, one column c at a time: rows[i][c].
     let mut rows = [[[0f32; LANES]; 4]; 4];
     for c in 0..4 {
@@ -467,7 +562,7 @@ fn output_step(x0: &Lane, x1: &Lane, x2: &Lane, x3: &Lane) -> [Lane; 2] {
 /// Y = A^T M A + bias (then ReLU) for one tile's M (row-major 4x4 of lanes),
 /// A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; the 2x2 outputs row-major.
 #[inline(always)]
-fn tile_output_transform(m: &[Lane; 16], bias: &Lane, relu: bool) -> [Lane; 4] {
+fn tile_output_transform(m: &[Lane], bias: &Lane, relu: bool, y: &mut [Lane]) {
     // A^T M: 2 rows of 4 columns.
     let mut rows = [[[0f32; LANES]; 4]; 2];
     for c in 0..4 {
@@ -477,13 +572,86 @@ fn tile_output_transform(m: &[Lane; 16], bias: &Lane, relu: bool) -> [Lane; 4] {
     }
     let [a, b] = output_step(&rows[0][0], &rows[0][1], &rows[0][2], &rows[0][3]);
     let [c, d] = output_step(&rows[1][0], &rows[1][1], &rows[1][2], &rows[1][3]);
-    let mut y = [add(&a, bias), add(&b, bias), add(&c, bias), add(&d, bias)];
+    y[..4].copy_from_slice(&[add(&a, bias), add(&b, bias), add(&c, bias), add(&d, bias)]);
     if relu {
-        for v in y.iter_mut().flatten() {
+        for v in y[..4].iter_mut().flatten() {
             *v = v.max(0.0);
         }
     }
-    y
+}
+
+/// x B for one row x of 6 lanes (F(4x4)), B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0],
+/// [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], with the
+/// shared sums (x4 - 4 x2, x3 - 4 x1, x4 - x2, 2 (x3 - x1)) formed once.
+#[inline(always)]
+fn input_step6(x: [&Lane; 6]) -> [Lane; 6] {
+    let [x0, x1, x2, x3, x4, x5] = x;
+    let p = lane(|l| x4[l] - 4.0 * x2[l]);
+    let q = lane(|l| x3[l] - 4.0 * x1[l]);
+    let r = sub(x4, x2);
+    let s = lane(|l| 2.0 * (x3[l] - x1[l]));
+    [
+        lane(|l| 4.0 * x0[l] - 5.0 * x2[l] + x4[l]),
+        add(&p, &q),
+        sub(&p, &q),
+        add(&r, &s),
+        sub(&r, &s),
+        lane(|l| 4.0 * x1[l] - 5.0 * x3[l] + x5[l]),
+    ]
+}
+
+/// V = B^T d B for one 6x6 tile d (row-major lanes).
+#[inline(always)]
+fn tile_input_transform6(d: &[Lane], v: &mut [Lane]) {
+    let mut rows = [[[0f32; LANES]; 6]; 6];
+    for c in 0..6 {
+        let r = input_step6([&d[c], &d[6 + c], &d[12 + c], &d[18 + c], &d[24 + c], &d[30 + c]]);
+        for i in 0..6 {
+            rows[i][c] = r[i];
+        }
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let out = input_step6([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+        v[i * 6..i * 6 + 6].copy_from_slice(&out);
+    }
+}
+
+/// x A for one row x of 6 lanes (F(4x4)), A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0],
+/// [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], through the sums and differences of (x1, x2) and
+/// (x3, x4).
+#[inline(always)]
+fn output_step6(x: [&Lane; 6]) -> [Lane; 4] {
+    let [x0, x1, x2, x3, x4, x5] = x;
+    let (a, b, c, d) = (add(x1, x2), sub(x1, x2), add(x3, x4), sub(x3, x4));
+    [
+        lane(|l| x0[l] + a[l] + c[l]),
+        lane(|l| b[l] + 2.0 * d[l]),
+        lane(|l| a[l] + 4.0 * c[l]),
+        lane(|l| b[l] + 8.0 * d[l] + x5[l]),
+    ]
+}
+
+/// Y = A^T M A + bias (then ReLU) for one 6x6 tile's M; the 4x4 outputs row-major into y.
+#[inline(always)]
+fn tile_output_transform6(m: &[Lane], bias: &Lane, relu: bool, y: &mut [Lane]) {
+    let mut rows = [[[0f32; LANES]; 6]; 4];
+    for c in 0..6 {
+        let r = output_step6([&m[c], &m[6 + c], &m[12 + c], &m[18 + c], &m[24 + c], &m[30 + c]]);
+        for i in 0..4 {
+            rows[i][c] = r[i];
+        }
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let out = output_step6([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+        for (j, o) in out.iter().enumerate() {
+            y[4 * i + j] = add(o, bias);
+        }
+    }
+    if relu {
+        for v in y[..16].iter_mut().flatten() {
+            *v = v.max(0.0);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -528,18 +696,20 @@ mod tests {
             let x = Tensor::randn(0f32, 1.0, (b, ci, h, w), &dev).unwrap();
             let wt = Tensor::randn(0f32, 1.0, (co, ci, 3, 3), &dev).unwrap();
             let bias = Tensor::randn(0f32, 1.0, co, &dev).unwrap();
-            let wg = Winograd3x3::new(b, ci, h, w, co, pad);
-            let mut out = vec![f32::NAN; b * co * wg.ho * wg.wo];
             let (xv, wv): (Vec<f32>, Vec<f32>) =
                 (x.flatten_all().unwrap().to_vec1().unwrap(), wt.flatten_all().unwrap().to_vec1().unwrap());
             let bv: Vec<f32> = bias.to_vec1().unwrap();
-            wg.forward(&xv, &wv, Some(Epilogue { bias: &bv, relu }), &mut out);
-            let ours = Tensor::from_vec(out, (b, co, wg.ho, wg.wo), &dev).unwrap();
             let direct =
                 x.conv2d(&wt, pad, 1, 1, 1).unwrap().broadcast_add(&bias.reshape((1, co, 1, 1)).unwrap()).unwrap();
             let direct = if relu { direct.relu().unwrap() } else { direct };
-            let case = format!("b{b} {ci}->{co} {h}x{w} pad {pad} relu {relu}");
-            assert_close(&case, &ours, &direct, 0.0, 1e-4, true).unwrap();
+            for tile in [Tile::F2, Tile::F4] {
+                let wg = Winograd3x3::with_tile(b, ci, h, w, co, pad, tile);
+                let mut out = vec![f32::NAN; b * co * wg.ho * wg.wo];
+                wg.forward(&xv, &wv, Some(Epilogue { bias: &bv, relu }), &mut out);
+                let ours = Tensor::from_vec(out, (b, co, wg.ho, wg.wo), &dev).unwrap();
+                let case = format!("{tile:?} b{b} {ci}->{co} {h}x{w} pad {pad} relu {relu}");
+                assert_close(&case, &ours, &direct, 0.0, 1e-4, true).unwrap();
+            }
         }
     }
 }
