@@ -526,6 +526,11 @@ impl CustomOp2 for Conv2dWeightGrad {
         let d = Dims::new(l1.dims(), &[co, ci, kh, kw], g)?;
         let x = contiguous_f32(s1, l1, "conv2d input")?;
         let dy = contiguous_f32(s2, l2, "conv2d output gradient")?;
+        // The layers whose forward runs as Winograd take it for the weight gradient too.
+        if d.b >= rayon::current_num_threads() && Winograd3x3::applies(kh, kw, g.stride, g.dilation, ci, co) {
+            let dw = Winograd3x3::new(d.b, ci, d.h, d.w, co, g.padding).weight_grad(x, dy);
+            return Ok((CpuStorage::F32(dw), Shape::from((co, ci, kh, kw))));
+        }
         let (k, n) = (d.k(), d.hw_out());
         // Small images are batched into one gemm of depth >= WGRAD_DEPTH: a gemm of depth 49
         // (7x7) re-read and re-wrote the whole (k, co) accumulator for few products.
