@@ -29,6 +29,10 @@ const V_FLOATS_PER_BLOCK: usize = 65_536;
 /// Against 1x, 2x was as fast or faster on the benchmark's layers (e.g. B's 128 -> 128 at 16 px,
 /// batch 16: 8.3 -> 6.5 ms), 4x slower on A's 32 -> 32 at 28 px (5.6 -> 6.7).
 const WGRAD_V_FLOATS_PER_BLOCK: usize = 2 * V_FLOATS_PER_BLOCK;
+/// The weight gradient's batch is split into (at most) this many partial sums, added in order.
+/// Four is what the 2-thread timings above used (two tasks per thread); each task keeps a
+/// (T, C_in, C_out) accumulator, so more would cost memory and a longer final sum.
+const WGRAD_TASKS: usize = 4;
 
 /// The output block side m of F(m x m, 3 x 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,7 +252,9 @@ impl Winograd3x3 {
     /// kernel-side transform runs once at the end.
     pub(crate) fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
         let (ci, co, t_all) = (self.ci, self.co, self.tile.positions());
-        let per_task = self.images_per_task();
+        // A fixed split of the batch (not one by thread count), so the partial sums, and with them
+        // the rounding, are the same on any machine.
+        let per_task = self.b.div_ceil(WGRAD_TASKS);
         let (in_image, out_image) = (ci * self.h * self.w, co * self.ho * self.wo);
         let tasks = self.b.div_ceil(per_task);
         let threads = gemm_threads(tasks);
@@ -974,6 +980,24 @@ mod tests {
                 assert_close(&case, &got, &want, 0.0, 1e-4, true).unwrap();
             }
         }
+    }
+
+    /// The partial sums follow a fixed split of the batch, so the weight gradient is the same
+    /// to the bit on one thread as on three (and so on any machine).
+    #[test]
+    fn weight_grad_does_not_depend_on_the_thread_count() {
+        let dev = Device::Cpu;
+        let (b, ci, co, side) = (7, 8, 16, 12);
+        let x: Vec<f32> =
+            Tensor::randn(0f32, 1.0, (b, ci, side, side), &dev).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let dy: Vec<f32> =
+            Tensor::randn(0f32, 1.0, (b, co, side, side), &dev).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let wg = Winograd3x3::new(b, ci, side, side, co, 1);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| wg.weight_grad(&x, &dy))
+        };
+        assert_eq!(on(1), on(3));
     }
 
     /// Against candle's direct convolution: even and odd output sides (a half-empty last tile),
