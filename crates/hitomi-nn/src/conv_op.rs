@@ -1,6 +1,7 @@
 //! Fast CPU 2-D convolution as a candle `CustomOp2` (input, weight): im2col + gemm for the forward
-//! pass and for both backward passes (3x3 stride-1 forwards, and so stride-1 input gradients, take
-//! Winograd F(2x2, 3x3) when the channels allow, `winograd.rs`). candle's own backward goes
+//! pass and for both backward passes (3x3 stride-1 forwards, and so stride-1 input gradients, and
+//! their weight gradients take Winograd F(4x4, 3x3) or F(2x2, 3x3) when the channels allow,
+//! `winograd.rs`). candle's own backward goes
 //! through a direct-loop conv_transpose2d for the input gradient, which dominates a training step.
 //!
 //! Work is split over the batch with rayon and each gemm runs single-threaded (no nested pools);
