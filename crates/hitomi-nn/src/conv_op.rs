@@ -786,7 +786,8 @@ mod tests {
             (3, 1, 1, 1, 48, 50, 2, 4),
             (3, 1, 2, 2, 46, 47, 2, 4),
             (5, 1, 1, 1, 50, 52, 2, 4),
-            // Channels in eighths: the Winograd path, forward and (stride 1) input gradient.
+            // Channels in eighths: the Winograd path, forward, (stride 1) input gradient and
+            // weight gradient.
             (3, 1, 1, 1, 9, 10, 8, 16),
             (3, 1, 0, 1, 7, 7, 16, 8),
         ];

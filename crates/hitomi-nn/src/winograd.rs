@@ -449,8 +449,8 @@ impl Winograd3x3 {
             }
             for tx in 0..tw {
                 let q = (g - first) * tw + tx;
-                // The tile's four rows of four pixels (channels-last), sliced once per tile: the
-                // index arithmetic and bounds checks per load were a third of this function.
+                // The tile's A rows of A pixels (channels-last), sliced once per tile: the index
+                // arithmetic and bounds checks per load were a third of this function.
                 let rows: [&[f32]; A] =
                     std::array::from_fn(|r| &s.plane[((m * ty + r) * wp + m * tx) * ci..][..A * ci]);
                 for k in (0..ci).step_by(LANES) {
