@@ -85,12 +85,17 @@ struct Scratch {
     out: Vec<f32>,
     /// Which of the task's images `plane` holds.
     loaded: Option<usize>,
+    /// The first tile row `plane` and `out` hold: 0 for whole images, a task's first row for
+    /// `forward_rows`.
+    row0: usize,
 }
 
 /// One block's gemm results for the output transform: tile rows `block` (n tiles) of
 /// M (T, n, C_out), and the bias and ReLU to apply.
 struct Gemmed<'a> {
     block: Range<usize>,
+    /// The first tile row the output buffer holds (`Scratch::row0`).
+    row0: usize,
     n: usize,
     m: &'a [f32],
     ep: Option<Epilogue<'a>>,
@@ -167,6 +172,7 @@ impl Winograd3x3 {
             m: vec![0f32; t * n * self.co],
             out: vec![0f32; self.ho * self.wo * self.co],
             loaded: None,
+            row0: 0,
         }
     }
 
@@ -237,11 +243,66 @@ impl Winograd3x3 {
                         let mt = &mut s.m[t * n * co..(t + 1) * n * co];
                         matmul(n, co, ci, mt, false, vt, ci, 1, ut, co, 1, threads);
                     }
-                    let job = Gemmed { block, n, m: &s.m, ep: epilogue };
+                    let job = Gemmed { block, row0: 0, n, m: &s.m, ep: epilogue };
                     self.output_rows(job, &mut s.out, y);
                 }
             },
         );
+    }
+
+    /// `forward` for a batch below the thread count (batch-1 latency): each image's tile rows are
+    /// split over about two tasks per thread; a task loads only the input rows its tiles read,
+    /// runs the T gemms single-threaded and returns its output rows (C_out, rows Wo), which are
+    /// then copied into place.
+    pub(crate) fn forward_rows(&self, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, out: &mut [f32]) {
+        let u = self.kernel_transform(w);
+        let (ci, co, m, t_all) = (self.ci, self.co, self.tile.m(), self.tile.positions());
+        let (in_image, plane) = (ci * self.h * self.w, self.ho * self.wo);
+        let wp = self.plane_sides().1;
+        let per_task = self.th.div_ceil(2 * rayon::current_num_threads()).clamp(1, self.rows_per_block());
+        let blocks: Vec<Range<usize>> =
+            (0..self.th).step_by(per_task).map(|t0| t0..(t0 + per_task).min(self.th)).collect();
+        for (xb, yb) in x.chunks_exact(in_image).zip(out.chunks_exact_mut(co * plane)) {
+            let parts: Vec<Vec<f32>> = blocks
+                .par_iter()
+                .map(|rows| {
+                    let n = rows.len() * self.tw;
+                    let mut s = Scratch {
+                        plane: vec![0f32; (m * rows.len() + 2) * wp * ci],
+                        v: vec![0f32; t_all * n * ci],
+                        m: vec![0f32; t_all * n * co],
+                        out: vec![0f32; m * rows.len() * self.wo * co],
+                        loaded: Some(0),
+                        row0: rows.start,
+                    };
+                    // Padded rows m t0 .. m t1 + 2 are the input rows its tiles read; those
+                    // outside the image stay zero.
+                    for pr in m * rows.start..m * rows.end + 2 {
+                        if let Some(iy) = pr.checked_sub(self.pad).filter(|&iy| iy < self.h) {
+                            let row = &mut s.plane[((pr - m * rows.start) * wp + self.pad) * ci..][..self.w * ci];
+                            transpose(&xb[iy * self.w..], self.h * self.w, row, ci, ci, self.w);
+                        }
+                    }
+                    self.input_rows(xb, rows.clone(), n, &mut s);
+                    for t in 0..t_all {
+                        let (vt, ut) = (&s.v[t * n * ci..][..n * ci], &u[t * ci * co..][..ci * co]);
+                        matmul(n, co, ci, &mut s.m[t * n * co..][..n * co], false, vt, ci, 1, ut, co, 1, 1);
+                    }
+                    let job = Gemmed { block: rows.clone(), row0: rows.start, n, m: &s.m, ep: epilogue };
+                    self.output_rows(job, &mut s.out, &mut []);
+                    let np = ((m * rows.end).min(self.ho) - m * rows.start) * self.wo;
+                    let mut part = vec![0f32; co * np];
+                    transpose(&s.out, co, &mut part, np, np, co);
+                    part
+                })
+                .collect();
+            for (rows, part) in blocks.iter().zip(&parts) {
+                let (start, np) = (m * rows.start * self.wo, part.len() / co);
+                for (c, run) in part.chunks_exact(np).enumerate() {
+                    yb[c * plane + start..][..np].copy_from_slice(run);
+                }
+            }
+        }
     }
 
     /// dw (C_out, C_in, 3, 3) of this convolution from x (B, C_in, H, W) and dy (B, C_out, Ho, Wo).
@@ -273,6 +334,7 @@ impl Winograd3x3 {
                     m: vec![0f32; t_all * n_max * co],
                     out: vec![0f32; (hp - 2) * (wp - 2) * co],
                     loaded: None,
+                    row0: 0,
                 };
                 let mut dy_loaded = None;
                 let mut acc = vec![0f32; t_all * ci * co];
@@ -452,7 +514,7 @@ impl Winograd3x3 {
                 // The tile's A rows of A pixels (channels-last), sliced once per tile: the index
                 // arithmetic and bounds checks per load were a third of this function.
                 let rows: [&[f32]; A] =
-                    std::array::from_fn(|r| &s.plane[((m * ty + r) * wp + m * tx) * ci..][..A * ci]);
+                    std::array::from_fn(|r| &s.plane[((m * (ty - s.row0) + r) * wp + m * tx) * ci..][..A * ci]);
                 for k in (0..ci).step_by(LANES) {
                     for (t, dt) in d[..A * A].iter_mut().enumerate() {
                         *dt = load(&rows[t / A][(t % A) * ci + k..]);
@@ -497,7 +559,7 @@ impl Winograd3x3 {
 
     #[inline(always)]
     fn output_rows_body<const A: usize>(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
-        let Gemmed { block, n, m, ep } = job;
+        let Gemmed { block, n, m, ep, row0 } = job;
         let (co, ho, wo, tw, side) = (self.co, self.ho, self.wo, self.tw, A - 2);
         let plane = ho * wo;
         let zeros = [0f32; LANES];
@@ -522,12 +584,13 @@ impl Winograd3x3 {
                     for (i, yk) in yk[..side * side].iter().enumerate() {
                         let (oy, ox) = (side * ty + i / side, side * tx + i % side);
                         if oy < ho && ox < wo {
-                            hwc[(oy * wo + ox) * co + k..][..LANES].copy_from_slice(yk);
+                            hwc[((oy - side * row0) * wo + ox) * co + k..][..LANES].copy_from_slice(yk);
                         }
                     }
                 }
             }
-            if ty + 1 == self.th {
+            // `forward_rows` passes no ys and places its rows itself.
+            if ty + 1 == self.th && !ys.is_empty() {
                 transpose(hwc, co, &mut ys[li * co * plane..][..co * plane], plane, plane, co);
             }
         }
@@ -1028,6 +1091,10 @@ mod tests {
                 let ours = Tensor::from_vec(out, (b, co, wg.ho, wg.wo), &dev).unwrap();
                 let case = format!("{tile:?} b{b} {ci}->{co} {h}x{w} pad {pad} relu {relu}");
                 assert_close(&case, &ours, &direct, 0.0, 1e-4, true).unwrap();
+                let mut rows = vec![f32::NAN; b * co * wg.ho * wg.wo];
+                wg.forward_rows(&xv, &wv, Some(Epilogue { bias: &bv, relu }), &mut rows);
+                let rows = Tensor::from_vec(rows, (b, co, wg.ho, wg.wo), &dev).unwrap();
+                assert_close(&format!("{case}, row tasks"), &rows, &direct, 0.0, 1e-4, true).unwrap();
             }
         }
     }
