@@ -272,6 +272,7 @@ impl Winograd3x3 {
                         v: vec![0f32; t_all * n * ci],
                         m: vec![0f32; t_all * n * co],
                         out: vec![0f32; m * rows.len() * self.wo * co],
+                        // Filled just below with this task's rows only (the loader is skipped).
                         loaded: Some(0),
                         row0: rows.start,
                     };
