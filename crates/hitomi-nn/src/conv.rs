@@ -5,7 +5,7 @@ use candle_core::{Module, Tensor};
 use hitomi_core::{Init, ParamPath};
 
 use crate::batch_norm::BatchNorm2d;
-use crate::conv_op::{conv2d, conv2d_bias_act, ConvGeom};
+use crate::conv_op::{conv2d, conv2d_bias_act, conv2d_train, ConvGeom};
 
 /// Geometry of a convolution (square kernels).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,7 +127,7 @@ impl ConvBnAct {
             let w = self.conv.weight.broadcast_mul(&scale.reshape((scale.dims1()?, 1, 1, 1))?)?;
             return Ok(conv2d_bias_act(xs, &w, &shift, self.conv.geom(), self.act == Activation::Relu)?);
         }
-        let ys = self.conv.forward(xs)?;
+        let ys = self.conv_train(xs, train)?;
         match self.act {
             Activation::Relu => self.bn.forward_relu(&ys, train),
             act => Ok(act.apply(&self.bn.forward(&ys, train)?)?),
@@ -142,7 +142,17 @@ impl ConvBnAct {
         if !train {
             return Ok(crate::relu_op::add_relu(&self.forward(xs, false)?, skip)?);
         }
-        self.bn.forward_add_relu(&self.conv.forward(xs)?, skip, true)
+        self.bn.forward_add_relu(&self.conv_train(xs, true)?, skip, true)
+    }
+
+    /// The convolution alone (no bias), keeping a Winograd layer's transformed input for the
+    /// weight gradient in training mode (`conv2d_train`).
+    fn conv_train(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        if train {
+            conv2d_train(xs, &self.conv.weight, self.conv.geom())
+        } else {
+            self.conv.forward(xs)
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //! rows, and the backward passes thread the gemm itself. Weight gradients are
 //! summed over fixed chunks of the batch in a fixed order, so results do not depend on threads.
 
+use std::sync::OnceLock;
+
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -311,15 +313,38 @@ impl Epilogue<'_> {
 /// Output positions from which a batch below the thread count runs Winograd by tile rows.
 const WINOGRAD_ROWS_MIN_OUTPUTS: usize = 512;
 
-fn forward_kernel(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue: Option<Epilogue>) -> Vec<f32> {
+///
+/// With `keep`, a layer that runs as Winograd on the whole batch leaves its transformed input
+/// there for `weight_grad` (`Conv2dForward::kept`).
+fn forward_kernel(
+    x: &[f32],
+    w: &[f32],
+    d: &Dims,
+    g: ConvGeom,
+    epilogue: Option<Epilogue>,
+    keep: Option<&OnceLock<Vec<f32>>>,
+) -> Vec<f32> {
     let (k, n) = (d.k(), d.hw_out());
-    let mut out = vec![0f32; d.b * d.co * n];
     // Below the thread count a batch keeps one task per thread only by threading each gemm, and
     // F(2x2)'s 16 small gemms then lost to im2col's one (model A's batch-1 latency 3.7 -> 8.4 ms).
     if d.b >= rayon::current_num_threads() && Winograd3x3::applies(d.kh, d.kw, g.stride, g.dilation, d.ci, d.co) {
-        Winograd3x3::new(d.b, d.ci, d.h, d.w, d.co, g.padding).forward(x, w, epilogue, &mut out);
+        let wino = Winograd3x3::new(d.b, d.ci, d.h, d.w, d.co, g.padding);
+        let (len, kept_len) = (d.b * d.co * n, wino.kept_len());
+        let mut out = Vec::with_capacity(len);
+        let mut kept = keep.map(|_| Vec::with_capacity(kept_len));
+        let kept_slots = kept.as_mut().map(|v: &mut Vec<f32>| &mut v.spare_capacity_mut()[..kept_len]);
+        wino.forward(x, w, epilogue, &mut out.spare_capacity_mut()[..len], kept_slots);
+        // SAFETY: `forward` writes every one of the `len` elements, and all of the kept V.
+        unsafe { out.set_len(len) };
+        if let (Some(cell), Some(mut v)) = (keep, kept) {
+            // SAFETY: as above.
+            unsafe { v.set_len(kept_len) };
+            // A second forward of the same op (never done) would keep the first V.
+            let _ = cell.set(v);
+        }
         return out;
     }
+    let mut out = vec![0f32; d.b * d.co * n];
     // With F(4x4) tiles, a batch below the thread count gains from Winograd split by tile rows
     // within the image, on outputs of 512 positions or more: batch-1 latency (medians of 5
     // alternating runs) A 3.47 -> 3.08 ms with its 28 px layers, 3.30 adding the 14 px ones (196
@@ -417,7 +442,20 @@ fn spatial_blocks_forward(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue:
 }
 
 /// y = conv2d(x, w): (B, C_in, H, W) x (C_out, C_in, kh, kw) -> (B, C_out, Ho, Wo).
-struct Conv2dForward(ConvGeom);
+struct Conv2dForward {
+    geom: ConvGeom,
+    /// Keep a Winograd layer's transformed input for the weight gradient (`conv2d_train`).
+    keep: bool,
+    /// That input, V (T, B tiles, C_in), from `Winograd3x3::forward`; unset when not kept or when
+    /// the layer did not run as Winograd. It lives as long as the op, i.e. the graph.
+    kept: OnceLock<Vec<f32>>,
+}
+
+impl Conv2dForward {
+    fn new(geom: ConvGeom, keep: bool) -> Self {
+        Self { geom, keep, kept: OnceLock::new() }
+    }
+}
 
 impl CustomOp2 for Conv2dForward {
     fn name(&self) -> &'static str {
@@ -425,17 +463,18 @@ impl CustomOp2 for Conv2dForward {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
+        let d = Dims::new(l1.dims(), l2.dims(), self.geom)?;
         let x = contiguous_f32(s1, l1, "conv2d input")?;
         let w = contiguous_f32(s2, l2, "conv2d weight")?;
-        let out = forward_kernel(x, w, &d, self.0, None);
+        let out = forward_kernel(x, w, &d, self.geom, None, self.keep.then_some(&self.kept));
         Ok((CpuStorage::F32(out), Shape::from((d.b, d.co, d.ho, d.wo))))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = conv2d_input_grad(&grad, w, self.0, x.dims4()?)?;
-        let dw = conv2d_weight_grad(x, &grad, self.0, w.dims4()?)?;
+        let dx = conv2d_input_grad(&grad, w, self.geom, x.dims4()?)?;
+        let op = Conv2dWeightGrad { geom: self.geom, w_dims: w.dims4()?, kept: self.kept.get().map(Vec::as_slice) };
+        let dw = x.contiguous()?.apply_op2_no_bwd(&grad, &op)?;
         Ok((Some(dx), Some(dw)))
     }
 }
@@ -465,7 +504,7 @@ pub fn conv2d_input_grad(dy: &Tensor, w: &Tensor, g: ConvGeom, x_dims: (usize, u
     }
     let wf = Tensor::from_vec(flipped, (ci, co, kh, kw), w.device())?;
     let geom = ConvGeom { stride: 1, padding: reach - g.padding, dilation: g.dilation };
-    dy.contiguous()?.apply_op2_no_bwd(&wf, &Conv2dForward(geom))
+    dy.contiguous()?.apply_op2_no_bwd(&wf, &Conv2dForward::new(geom, false))
 }
 
 /// dx from (dy, w): dcols = w^T dy per image, then col2im.
@@ -521,16 +560,18 @@ pub fn conv2d_weight_grad(
     g: ConvGeom,
     w_dims: (usize, usize, usize, usize),
 ) -> Result<Tensor> {
-    x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &Conv2dWeightGrad { geom: g, w_dims })
+    x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &Conv2dWeightGrad { geom: g, w_dims, kept: None })
 }
 
 /// dw from (x, dy): sum over images of dy_b cols_b^T.
-struct Conv2dWeightGrad {
+struct Conv2dWeightGrad<'a> {
     geom: ConvGeom,
     w_dims: (usize, usize, usize, usize),
+    /// Winograd's transformed x, if the forward kept it (`Conv2dForward::kept`).
+    kept: Option<&'a [f32]>,
 }
 
-impl CustomOp2 for Conv2dWeightGrad {
+impl CustomOp2 for Conv2dWeightGrad<'_> {
     fn name(&self) -> &'static str {
         "hitomi-conv2d-weight-grad"
     }
@@ -543,7 +584,7 @@ impl CustomOp2 for Conv2dWeightGrad {
         let dy = contiguous_f32(s2, l2, "conv2d output gradient")?;
         // The layers whose forward runs as Winograd take it for the weight gradient too.
         if d.b >= rayon::current_num_threads() && Winograd3x3::applies(kh, kw, g.stride, g.dilation, ci, co) {
-            let dw = Winograd3x3::new(d.b, ci, d.h, d.w, co, g.padding).weight_grad(x, dy);
+            let dw = Winograd3x3::new(d.b, ci, d.h, d.w, co, g.padding).weight_grad(x, dy, self.kept);
             return Ok((CpuStorage::F32(dw), Shape::from((co, ci, kh, kw))));
         }
         let (k, n) = (d.k(), d.hw_out());
@@ -606,7 +647,18 @@ pub fn conv2d(xs: &Tensor, w: &Tensor, geom: ConvGeom) -> Result<Tensor> {
     if !xs.device().is_cpu() || xs.dtype() != DType::F32 || w.dtype() != DType::F32 {
         return xs.conv2d(w, geom.padding, geom.stride, geom.dilation, 1);
     }
-    xs.contiguous()?.apply_op2(&w.contiguous()?, Conv2dForward(geom))
+    xs.contiguous()?.apply_op2(&w.contiguous()?, Conv2dForward::new(geom, false))
+}
+
+/// `conv2d` for a training step: a layer that runs as Winograd keeps its transformed input
+/// (2.25 floats per input float under F(4x4)) until the graph is dropped, and its weight
+/// gradient reuses it instead of transforming the input again.
+/// xs: (B, C_in, H, W), w: (C_out, C_in, kh, kw) -> (B, C_out, Ho, Wo)
+pub fn conv2d_train(xs: &Tensor, w: &Tensor, geom: ConvGeom) -> Result<Tensor> {
+    if !xs.device().is_cpu() || xs.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return xs.conv2d(w, geom.padding, geom.stride, geom.dilation, 1);
+    }
+    xs.contiguous()?.apply_op2(&w.contiguous()?, Conv2dForward::new(geom, true))
 }
 
 /// y = max(conv2d(x, w) + bias, 0) (or without the max): the inference form of conv + BN + ReLU
@@ -638,7 +690,7 @@ impl candle_core::CustomOp3 for Conv2dBiasAct {
         if bias.len() != d.co {
             candle_core::bail!("conv2d: bias has {} values for {} output channels", bias.len(), d.co);
         }
-        let out = forward_kernel(x, w, &d, self.geom, Some(Epilogue { bias, relu: self.relu }));
+        let out = forward_kernel(x, w, &d, self.geom, Some(Epilogue { bias, relu: self.relu }), None);
         Ok((CpuStorage::F32(out), Shape::from((d.b, d.co, d.ho, d.wo))))
     }
 
@@ -721,8 +773,9 @@ impl CustomOp2 for ConvTranspose2dForward {
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(w, &Conv2dForward(self.conv_geom()))?;
-        let dw = grad.apply_op2_no_bwd(x, &Conv2dWeightGrad { geom: self.conv_geom(), w_dims: w.dims4()? })?;
+        let dx = grad.apply_op2_no_bwd(w, &Conv2dForward::new(self.conv_geom(), false))?;
+        let op = Conv2dWeightGrad { geom: self.conv_geom(), w_dims: w.dims4()?, kept: None };
+        let dw = grad.apply_op2_no_bwd(x, &op)?;
         Ok((Some(dx), Some(dw)))
     }
 }
@@ -821,6 +874,14 @@ mod tests {
             let v = Tensor::randn(0f32, 1.0, x.dims(), &dev).unwrap();
             let u = Tensor::randn(0f32, 1.0, wt.dims(), &dev).unwrap();
             let (dx, dw) = (grads.get(&x).unwrap(), grads.get(&wt).unwrap());
+            // The training form (Winograd keeps its transformed input for the weight gradient)
+            // gives the same floats.
+            let trained = conv2d_train(&x, &wt, geom).unwrap();
+            let trained_grads = (&trained * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let floats = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(floats(&trained), floats(&ours), "{case}: training form's output");
+            assert_eq!(floats(trained_grads.get(&x).unwrap()), floats(dx), "{case}: training form's dx");
+            assert_eq!(floats(trained_grads.get(&wt).unwrap()), floats(dw), "{case}: training form's dw");
             let (conv_v, conv_u) = (conv2d(&v, &wt, geom).unwrap(), conv2d(&x, &u, geom).unwrap());
             for (name, lhs, rhs, scale) in [
                 ("input", dot(dx, &v), dot(&conv_v, &probe), size(dx, &v).max(size(&conv_v, &probe))),

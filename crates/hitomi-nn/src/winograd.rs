@@ -15,6 +15,7 @@
 //! transform step is a loop over channels that vectorises; the image is transposed to (H, W, C)
 //! once on the way in and the output back to (C, H, W) as blocks are written.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -217,19 +218,49 @@ impl Winograd3x3 {
         u
     }
 
+    /// Floats of the whole batch's transformed input V (T, B th tw, C_in), as `forward` keeps it
+    /// for `weight_grad`.
+    pub(crate) fn kept_len(&self) -> usize {
+        self.tile.positions() * self.b * self.th * self.tw * self.ci
+    }
+
     /// x (B, C_in, H, W), w (C_out, C_in, 3, 3) -> out (B, C_out, Ho, Wo), with the epilogue
     /// (bias, ReLU) applied as each output block is written. A task takes whole images; within
     /// it, blocks of tile rows (running on across its images) go through transform, T gemms and
-    /// inverse transform while V and M stay small.
-    pub(crate) fn forward(&self, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, out: &mut [f32]) {
+    /// inverse transform while V and M stay small. Every element of `out` is written, so it may
+    /// come uninitialised: zero-filling it first was ~3% of a training step of model A.
+    ///
+    /// With `keep` (`kept_len` floats, written in full), each block's V is also copied out, tile
+    /// t of all tiles of the batch at (t, B th tw, C_in), so that `weight_grad` need not transform
+    /// the input again.
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        epilogue: Option<Epilogue>,
+        out: &mut [MaybeUninit<f32>],
+        keep: Option<&mut [MaybeUninit<f32>]>,
+    ) {
         let u = self.kernel_transform(w);
         let per_task = self.images_per_task();
         let (in_image, out_image) = (self.ci * self.h * self.w, self.co * self.ho * self.wo);
-        let threads = gemm_threads(self.b.div_ceil(per_task));
-        let (ci, co, tw) = (self.ci, self.co, self.tw);
-        out.par_chunks_mut(per_task * out_image).enumerate().for_each_init(
+        let tasks = self.b.div_ceil(per_task);
+        let threads = gemm_threads(tasks);
+        let (ci, co, tw, t_all) = (self.ci, self.co, self.tw, self.tile.positions());
+        // Each task's share of every kept plane t: its tiles are consecutive in each.
+        let task_tiles = per_task * self.th * tw;
+        let mut kept: Vec<Vec<&mut [MaybeUninit<f32>]>> = (0..tasks).map(|_| Vec::new()).collect();
+        if let Some(keep) = keep {
+            assert_eq!(keep.len(), self.kept_len(), "kept V has the wrong size");
+            for plane in keep.chunks_exact_mut(self.b * self.th * tw * ci) {
+                for (part, task) in plane.chunks_mut(task_tiles * ci).zip(kept.iter_mut()) {
+                    task.push(part);
+                }
+            }
+        }
+        out.par_chunks_mut(per_task * out_image).zip(kept).enumerate().for_each_init(
             || self.scratch(),
-            |s, (task, y)| {
+            |s, (task, (y, mut kept))| {
                 let images = y.len() / out_image;
                 let xs = &x[task * per_task * in_image..][..images * in_image];
                 s.loaded = None;
@@ -238,7 +269,10 @@ impl Winograd3x3 {
                     let block = g0..(g0 + self.rows_per_block()).min(rows);
                     let n = block.len() * tw;
                     self.input_rows(xs, block.clone(), n, s);
-                    for t in 0..self.tile.positions() {
+                    for (t, part) in kept.iter_mut().enumerate() {
+                        part[g0 * tw * ci..][..n * ci].write_copy_of_slice(&s.v[t * n * ci..][..n * ci]);
+                    }
+                    for t in 0..t_all {
                         let (vt, ut) = (&s.v[t * n * ci..(t + 1) * n * ci], &u[t * ci * co..(t + 1) * ci * co]);
                         let mt = &mut s.m[t * n * co..(t + 1) * n * co];
                         matmul(n, co, ci, mt, false, vt, ci, 1, ut, co, 1, threads);
@@ -290,7 +324,7 @@ impl Winograd3x3 {
                         matmul(n, co, ci, &mut s.m[t * n * co..][..n * co], false, vt, ci, 1, ut, co, 1, 1);
                     }
                     let job = Gemmed { block: rows.clone(), row0: rows.start, n, m: &s.m, ep: epilogue };
-                    self.output_rows(job, &mut s.out, &mut []);
+                    self.output_rows::<f32>(job, &mut s.out, &mut []);
                     let np = ((m * rows.end).min(self.ho) - m * rows.start) * self.wo;
                     let mut part = vec![0f32; co * np];
                     transpose(&s.out, co, &mut part, np, np, co);
@@ -312,8 +346,13 @@ impl Winograd3x3 {
     /// dw = G^T [sum over tiles of V ⊙ Q] G, so per tile position t one gemm accumulates
     /// W_t (C_in, C_out) += V_t^T (C_in, n) Q_t (n, C_out) over blocks of n tiles, and the
     /// kernel-side transform runs once at the end.
-    pub(crate) fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    ///
+    /// `kept` is the V that `forward` kept for this x, if it did; it spares the input transform.
+    pub(crate) fn weight_grad(&self, x: &[f32], dy: &[f32], kept: Option<&[f32]>) -> Vec<f32> {
         let (ci, co, t_all) = (self.ci, self.co, self.tile.positions());
+        if let Some(kept) = kept {
+            assert_eq!(kept.len(), self.kept_len(), "kept V has the wrong size");
+        }
         // A fixed split of the batch (not one by thread count), so the partial sums, and with them
         // the rounding, are the same on any machine.
         let per_task = self.b.div_ceil(WGRAD_TASKS);
@@ -322,6 +361,7 @@ impl Winograd3x3 {
         let threads = gemm_threads(tasks);
         let rows_per_block = self.rows_for(WGRAD_V_FLOATS_PER_BLOCK);
         let n_max = rows_per_block * self.tw;
+        let all_tiles = self.b * self.th * self.tw;
         let partials: Vec<Vec<f32>> = (0..tasks)
             .into_par_iter()
             .map(|task| {
@@ -329,9 +369,10 @@ impl Winograd3x3 {
                 let xs = &x[task * per_task * in_image..][..images * in_image];
                 let dys = &dy[task * per_task * out_image..][..images * out_image];
                 let (hp, wp) = self.plane_sides();
+                let transforms = kept.is_none();
                 let mut s = Scratch {
-                    plane: vec![0f32; hp * wp * ci],
-                    v: vec![0f32; t_all * n_max * ci],
+                    plane: vec![0f32; if transforms { hp * wp * ci } else { 0 }],
+                    v: vec![0f32; if transforms { t_all * n_max * ci } else { 0 }],
                     m: vec![0f32; t_all * n_max * co],
                     out: vec![0f32; (hp - 2) * (wp - 2) * co],
                     loaded: None,
@@ -343,10 +384,17 @@ impl Winograd3x3 {
                 for g0 in (0..rows).step_by(rows_per_block) {
                     let block = g0..(g0 + rows_per_block).min(rows);
                     let n = block.len() * self.tw;
-                    self.input_rows(xs, block.clone(), n, &mut s);
+                    if transforms {
+                        self.input_rows(xs, block.clone(), n, &mut s);
+                    }
                     self.grad_rows(dys, block, n, &mut s, &mut dy_loaded);
+                    let first_tile = (task * per_task * self.th + g0) * self.tw;
                     for t in 0..t_all {
-                        let (vt, qt) = (&s.v[t * n * ci..][..n * ci], &s.m[t * n * co..][..n * co]);
+                        let vt = match kept {
+                            Some(kept) => &kept[(t * all_tiles + first_tile) * ci..][..n * ci],
+                            None => &s.v[t * n * ci..][..n * ci],
+                        };
+                        let qt = &s.m[t * n * co..][..n * co];
                         matmul(ci, co, n, &mut acc[t * ci * co..][..ci * co], true, vt, 1, ci, qt, co, 1, threads);
                     }
                 }
@@ -537,29 +585,29 @@ impl Winograd3x3 {
     /// `output_step` and `output_step6`), plus bias, then ReLU, into the channels-last image
     /// `hwc` (Ho Wo, C_out), which goes to the task's output ys (images, C_out, Ho, Wo) when an
     /// image's last row is done.
-    fn output_rows(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
+    fn output_rows<S: Slot>(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [S]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU supports the features the function is compiled with.
             return unsafe { self.output_rows_avx2(job, hwc, ys) };
         }
         match self.tile {
-            Tile::F2 => self.output_rows_body::<4>(job, hwc, ys),
-            Tile::F4 => self.output_rows_body::<6>(job, hwc, ys),
+            Tile::F2 => self.output_rows_body::<4, S>(job, hwc, ys),
+            Tile::F4 => self.output_rows_body::<6, S>(job, hwc, ys),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn output_rows_avx2(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
+    fn output_rows_avx2<S: Slot>(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [S]) {
         match self.tile {
-            Tile::F2 => self.output_rows_body::<4>(job, hwc, ys),
-            Tile::F4 => self.output_rows_body::<6>(job, hwc, ys),
+            Tile::F2 => self.output_rows_body::<4, S>(job, hwc, ys),
+            Tile::F4 => self.output_rows_body::<6, S>(job, hwc, ys),
         }
     }
 
     #[inline(always)]
-    fn output_rows_body<const A: usize>(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [f32]) {
+    fn output_rows_body<const A: usize, S: Slot>(&self, job: Gemmed, hwc: &mut [f32], ys: &mut [S]) {
         let Gemmed { block, n, m, ep, row0 } = job;
         let (co, ho, wo, tw, side) = (self.co, self.ho, self.wo, self.tw, A - 2);
         let plane = ho * wo;
@@ -604,7 +652,7 @@ impl Winograd3x3 {
 /// Full blocks go through eight AVX registers where the CPU has them: the portable block copy
 /// compiled to 64 scalar loads and stores per block.
 #[inline(always)]
-fn transpose(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize, rows: usize, cols: usize) {
+fn transpose<S: Slot>(src: &[f32], src_rs: usize, dst: &mut [S], dst_rs: usize, rows: usize, cols: usize) {
     const B: usize = 8;
     #[cfg(target_arch = "x86_64")]
     let avx = has_avx2_fma();
@@ -621,7 +669,7 @@ fn transpose(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize, rows: u
             } else {
                 for i in i0..(i0 + B).min(rows) {
                     for j in j0..(j0 + B).min(cols) {
-                        dst[j * dst_rs + i] = src[i * src_rs + j];
+                        dst[j * dst_rs + i].set(src[i * src_rs + j]);
                     }
                 }
             }
@@ -631,7 +679,7 @@ fn transpose(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize, rows: u
 
 /// One 8 x 8 block: dst[j * dst_rs + i] = src[i * src_rs + j] for i, j < 8.
 #[inline(always)]
-fn transpose8(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize) {
+fn transpose8<S: Slot>(src: &[f32], src_rs: usize, dst: &mut [S], dst_rs: usize) {
     let mut block = [[0f32; 8]; 8];
     for (i, row) in block.iter_mut().enumerate() {
         row.copy_from_slice(&src[i * src_rs..][..8]);
@@ -641,7 +689,9 @@ fn transpose8(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize) {
         for (c, row) in col.iter_mut().zip(&block) {
             *c = row[j];
         }
-        dst[j * dst_rs..][..8].copy_from_slice(&col);
+        for (d, &c) in dst[j * dst_rs..][..8].iter_mut().zip(&col) {
+            d.set(c);
+        }
     }
 }
 
@@ -650,7 +700,7 @@ fn transpose8(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize) {
 /// Only called where `has_avx2_fma` holds.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn transpose8_avx(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize) {
+fn transpose8_avx<S: Slot>(src: &[f32], src_rs: usize, dst: &mut [S], dst_rs: usize) {
     use std::arch::x86_64::*;
     #[target_feature(enable = "avx")]
     unsafe fn block(src: *const f32, src_rs: usize, dst: *mut f32, dst_rs: usize) {
@@ -676,10 +726,31 @@ fn transpose8_avx(src: &[f32], src_rs: usize, dst: &mut [f32], dst_rs: usize) {
         w(6, _mm256_permute2f128_ps::<0x31>(s2, s6));
         w(7, _mm256_permute2f128_ps::<0x31>(s3, s7));
     }
+    const { assert!(std::mem::size_of::<S>() == 4) };
     assert!(src.len() >= 7 * src_rs + 8 && dst.len() >= 7 * dst_rs + 8, "8 x 8 block out of bounds");
     // SAFETY: the caller checked AVX support; the assert keeps the eight unaligned 8-float loads
-    // and stores inside the slices.
-    unsafe { block(src.as_ptr(), src_rs, dst.as_mut_ptr(), dst_rs) }
+    // and stores inside the slices; a slot is a plain f32 in memory (`Slot`).
+    unsafe { block(src.as_ptr(), src_rs, dst.as_mut_ptr().cast::<f32>(), dst_rs) }
+}
+
+/// A float `transpose` writes: a plain f32, or an uninitialised one of a fresh output (same layout,
+/// `MaybeUninit` being `repr(transparent)`).
+trait Slot {
+    fn set(&mut self, v: f32);
+}
+
+impl Slot for f32 {
+    #[inline(always)]
+    fn set(&mut self, v: f32) {
+        *self = v;
+    }
+}
+
+impl Slot for MaybeUninit<f32> {
+    #[inline(always)]
+    fn set(&mut self, v: f32) {
+        self.write(v);
+    }
 }
 
 /// G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]] applied to three runs (a, b, c)
@@ -1038,9 +1109,18 @@ mod tests {
             let want =
                 Tensor::from_vec(want.iter().map(|&v| v as f32).collect::<Vec<_>>(), (co, ci, 3, 3), &dev).unwrap();
             for tile in [Tile::F2, Tile::F4] {
-                let got = Winograd3x3::with_tile(b, ci, h, w, co, pad, tile).weight_grad(&x, &dy);
-                let got = Tensor::from_vec(got, (co, ci, 3, 3), &dev).unwrap();
+                let wg = Winograd3x3::with_tile(b, ci, h, w, co, pad, tile);
+                let got = wg.weight_grad(&x, &dy, None);
+                // With the V a forward kept (its tasks split the batch unlike the weight
+                // gradient's; NaN where it left a float unwritten): the same floats, to the bit.
+                let mut kept = vec![MaybeUninit::new(f32::NAN); wg.kept_len()];
+                let mut out = vec![MaybeUninit::new(0f32); b * co * wg.ho * wg.wo];
+                wg.forward(&x, &vec![1f32; co * ci * 9], None, &mut out, Some(&mut kept));
+                // SAFETY: every element was initialised (to NaN) before the call.
+                let kept: Vec<f32> = kept.iter().map(|v| unsafe { v.assume_init() }).collect();
                 let case = format!("{tile:?} b{b} {ci}->{co} {h}x{w} pad {pad}");
+                assert_eq!(wg.weight_grad(&x, &dy, Some(&kept)), got, "{case}: from the kept V");
+                let got = Tensor::from_vec(got, (co, ci, 3, 3), &dev).unwrap();
                 assert_close(&case, &got, &want, 0.0, 1e-4, true).unwrap();
             }
         }
@@ -1059,7 +1139,7 @@ mod tests {
         let wg = Winograd3x3::new(b, ci, side, side, co, 1);
         let on = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| wg.weight_grad(&x, &dy))
+            pool.install(|| wg.weight_grad(&x, &dy, None))
         };
         assert_eq!(on(1), on(3));
     }
@@ -1087,8 +1167,11 @@ mod tests {
             let direct = if relu { direct.relu().unwrap() } else { direct };
             for tile in [Tile::F2, Tile::F4] {
                 let wg = Winograd3x3::with_tile(b, ci, h, w, co, pad, tile);
-                let mut out = vec![f32::NAN; b * co * wg.ho * wg.wo];
-                wg.forward(&xv, &wv, Some(Epilogue { bias: &bv, relu }), &mut out);
+                // NaN where `forward` left an element unwritten.
+                let mut out = vec![MaybeUninit::new(f32::NAN); b * co * wg.ho * wg.wo];
+                wg.forward(&xv, &wv, Some(Epilogue { bias: &bv, relu }), &mut out, None);
+                // SAFETY: every element was initialised (to NaN) before the call.
+                let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
                 let ours = Tensor::from_vec(out, (b, co, wg.ho, wg.wo), &dev).unwrap();
                 let case = format!("{tile:?} b{b} {ci}->{co} {h}x{w} pad {pad} relu {relu}");
                 assert_close(&case, &ours, &direct, 0.0, 1e-4, true).unwrap();
