@@ -178,7 +178,9 @@ impl Winograd3x3 {
     }
 
     /// U (T, C_in, C_out) = G g G^T for every kernel g (3x3) of w (C_out, C_in, 3, 3), with
-    /// G (m + 2, 3) as in `g_times` (F2) and `g6_times` (F4).
+    /// G (m + 2, 3) as in `g_times` (F2) and `g6_times` (F4). Input channels run in parallel,
+    /// each into its own (T, C_out) block, which are then interleaved into U by tile position:
+    /// on one thread this was ~2% of model A's training profile, with the other core idle.
     fn kernel_transform(&self, w: &[f32]) -> Vec<f32> {
         let (ci, co) = (self.ci, self.co);
         let a = self.tile.m() + 2;
@@ -186,35 +188,39 @@ impl Winograd3x3 {
             Tile::F2 => g_times(x, y, z, out),
             Tile::F4 => g6_times(x, y, z, out),
         };
-        let mut u = vec![0f32; a * a * ci * co];
-        // Per input channel i, the nine taps of every output channel are gathered into nine runs
-        // over C_out, and both steps of the transform are then element-wise over such runs, so
-        // they vectorise. One 3x3 kernel at a time took ~1 ms for 128 x 128 kernels; this way
-        // conv_timing's batch-64 forward of 128 -> 128 at 16 px went 6.6-6.9 -> 5.1-5.2 ms and
-        // at 7 px 5.9-6.4 -> 5.2 ms (the input gradients alike).
-        let mut taps = vec![0f32; 9 * co];
-        // G g by columns: gg[(j a + r) C_out..] is entry (r, j) for every output channel.
-        let mut gg = vec![0f32; 3 * a * co];
-        // (G g) G^T of channel i: ui[t C_out..] for the tile positions t = a r + j.
-        let mut ui = vec![0f32; a * a * co];
-        for i in 0..ci {
-            for o in 0..co {
-                for (k, &v) in w[(o * ci + i) * 9..][..9].iter().enumerate() {
-                    taps[k * co + o] = v;
+        // by_channel[i] (T, C_out): (G g G^T)_t for every output channel, of input channel i.
+        let mut by_channel = vec![0f32; ci * a * a * co];
+        by_channel.par_chunks_mut(a * a * co).enumerate().for_each_init(
+            || (vec![0f32; 9 * co], vec![0f32; 3 * a * co]),
+            |(taps, gg), (i, ui)| {
+                // The nine taps of every output channel are gathered into nine runs over C_out,
+                // and both steps of the transform are then element-wise over such runs, so they
+                // vectorise. One 3x3 kernel at a time took ~1 ms for 128 x 128 kernels; this way
+                // conv_timing's batch-64 forward of 128 -> 128 at 16 px went 6.6-6.9 -> 5.1-5.2 ms
+                // and at 7 px 5.9-6.4 -> 5.2 ms (the input gradients alike).
+                for o in 0..co {
+                    for (k, &v) in w[(o * ci + i) * 9..][..9].iter().enumerate() {
+                        taps[k * co + o] = v;
+                    }
                 }
+                // G g by columns: gg[(j a + r) C_out..] is entry (r, j) for every output channel.
+                for (j, col) in gg.chunks_exact_mut(a * co).enumerate() {
+                    let tap = |r: usize| &taps[(3 * r + j) * co..][..co];
+                    g(tap(0), tap(1), tap(2), col);
+                }
+                // (G g) G^T: ui[t C_out..] for the tile positions t = a r + j.
+                for (r, row) in ui.chunks_exact_mut(a * co).enumerate() {
+                    let entry = |j: usize| &gg[(a * j + r) * co..][..co];
+                    g(entry(0), entry(1), entry(2), row);
+                }
+            },
+        );
+        let mut u = vec![0f32; a * a * ci * co];
+        u.par_chunks_mut(ci * co).enumerate().for_each(|(t, ut)| {
+            for (i, run) in ut.chunks_exact_mut(co).enumerate() {
+                run.copy_from_slice(&by_channel[(i * a * a + t) * co..][..co]);
             }
-            for (j, col) in gg.chunks_exact_mut(a * co).enumerate() {
-                let tap = |r: usize| &taps[(3 * r + j) * co..][..co];
-                g(tap(0), tap(1), tap(2), col);
-            }
-            for (r, row) in ui.chunks_exact_mut(a * co).enumerate() {
-                let entry = |j: usize| &gg[(a * j + r) * co..][..co];
-                g(entry(0), entry(1), entry(2), row);
-            }
-            for (t, run) in ui.chunks_exact(co).enumerate() {
-                u[(t * ci + i) * co..][..co].copy_from_slice(run);
-            }
-        }
+        });
         u
     }
 
@@ -401,44 +407,50 @@ impl Winograd3x3 {
                 acc
             })
             .collect();
-        let mut acc = vec![0f32; t_all * ci * co];
-        for p in &partials {
-            for (a, b) in acc.iter_mut().zip(p) {
-                *a += b;
-            }
-        }
-        self.kernel_side_grad(&acc)
+        self.kernel_side_grad(&partials)
     }
 
-    /// dw (C_out, C_in, 3, 3) = G^T W G from W (T, C_in, C_out), element-wise over runs of C_out
-    /// as in `kernel_transform`.
-    fn kernel_side_grad(&self, acc: &[f32]) -> Vec<f32> {
+    /// dw (C_out, C_in, 3, 3) = G^T W G from W (T, C_in, C_out), the sum of `partials` in their
+    /// order, element-wise over runs of C_out as in `kernel_transform`, input channels in
+    /// parallel (on one thread, the sum and this were ~2% of model A's training profile).
+    fn kernel_side_grad(&self, partials: &[Vec<f32>]) -> Vec<f32> {
         let (ci, co, a) = (self.ci, self.co, self.tile.m() + 2);
         let gt = |rows: &[&[f32]], out: &mut [f32]| match self.tile {
             Tile::F2 => gt_times(rows, out),
             Tile::F4 => gt6_times(rows, out),
         };
-        let mut dw = vec![0f32; co * ci * 9];
-        // G^T W by columns: cols[(3 c + k) C_out..] is entry (k, c).
-        let mut cols = vec![0f32; 3 * a * co];
-        let mut taps = vec![0f32; 9 * co];
-        for i in 0..ci {
-            let entry = |t: usize| &acc[(t * ci + i) * co..][..co];
-            for c in 0..a {
-                let column: Vec<&[f32]> = (0..a).map(|r| entry(a * r + c)).collect();
-                gt(&column, &mut cols[3 * c * co..][..3 * co]);
-            }
-            // (G^T W) G: row k of the result from row k of G^T W.
-            for k in 0..3 {
-                let row: Vec<&[f32]> = (0..a).map(|c| &cols[(3 * c + k) * co..][..co]).collect();
-                gt(&row, &mut taps[3 * k * co..][..3 * co]);
-            }
-            for o in 0..co {
-                for (tap, v) in dw[(o * ci + i) * 9..][..9].iter_mut().enumerate() {
-                    *v = taps[tap * co + o];
+        // by_channel[i] (9, C_out): the nine taps of every output channel, of input channel i.
+        let mut by_channel = vec![0f32; ci * 9 * co];
+        by_channel.par_chunks_mut(9 * co).enumerate().for_each_init(
+            || (vec![0f32; a * a * co], vec![0f32; 3 * a * co]),
+            |(w, cols), (i, taps)| {
+                // W of channel i, (T, C_out): the partial sums added in order, from zero as
+                // before the split was parallel, so the floats do not change.
+                w.fill(0.0);
+                for p in partials {
+                    for (t, run) in w.chunks_exact_mut(co).enumerate() {
+                        run.iter_mut().zip(&p[(t * ci + i) * co..][..co]).for_each(|(s, v)| *s += v);
+                    }
                 }
+                // G^T W by columns: cols[(3 c + k) C_out..] is entry (k, c).
+                for c in 0..a {
+                    let column: Vec<&[f32]> = (0..a).map(|r| &w[(a * r + c) * co..][..co]).collect();
+                    gt(&column, &mut cols[3 * c * co..][..3 * co]);
+                }
+                // (G^T W) G: row k of the result from row k of G^T W.
+                for k in 0..3 {
+                    let row: Vec<&[f32]> = (0..a).map(|c| &cols[(3 * c + k) * co..][..co]).collect();
+                    gt(&row, &mut taps[3 * k * co..][..3 * co]);
+                }
+            },
+        );
+        let mut dw = vec![0f32; co * ci * 9];
+        dw.par_chunks_mut(ci * 9).enumerate().for_each(|(o, dwo)| {
+            for (j, v) in dwo.iter_mut().enumerate() {
+                // j = 9 i + tap; by_channel[i] holds tap runs of C_out.
+                *v = by_channel[j * co + o];
             }
-        }
+        });
         dw
     }
 
