@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::contiguous_f32;
+use crate::cpu_slice::{chunk_of, contiguous_f32, par_collect, par_fill};
 
 /// Elements summed in f32 lanes before the partial sums move to f64: short enough that f32
 /// rounding stays far below the statistics' tolerance, long enough for the loop to vectorise.
@@ -110,18 +110,10 @@ impl CustomOp3 for NormalizeAffine {
         let bias = contiguous_f32(s3, l3, "batch norm bias")?;
         let hw = h * w;
         let ss = scale_shift(&self.mean, &self.invstd, wt, bias);
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(i, (yp, xp))| {
+        let relu = self.relu;
+        let y = par_collect(x.len(), hw, |i| {
             let (scale, shift) = ss[i % c];
-            if self.relu {
-                for (o, &v) in yp.iter_mut().zip(xp) {
-                    *o = (v * scale + shift).max(0.0);
-                }
-            } else {
-                for (o, &v) in yp.iter_mut().zip(xp) {
-                    *o = v * scale + shift;
-                }
-            }
+            chunk_of(x, i, hw).iter().map(move |&v| if relu { (v * scale + shift).max(0.0) } else { v * scale + shift })
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -189,15 +181,10 @@ impl CustomOp3 for NormalizeAddRelu {
         let skip = contiguous_f32(s3, l3, "residual shortcut")?;
         let hw = h * w;
         let ss = scale_shift(&self.mean, &self.invstd, &wb[..c], &wb[c..]);
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(hw).zip(x.par_chunks(hw).zip(skip.par_chunks(hw))).enumerate().for_each(
-            |(i, (yp, (xp, sp)))| {
-                let (scale, shift) = ss[i % c];
-                for ((o, &v), &r) in yp.iter_mut().zip(xp).zip(sp) {
-                    *o = (v * scale + shift + r).max(0.0);
-                }
-            },
-        );
+        let y = par_collect(x.len(), hw, |i| {
+            let (scale, shift) = ss[i % c];
+            chunk_of(x, i, hw).iter().zip(chunk_of(skip, i, hw)).map(move |(&v, &r)| (v * scale + shift + r).max(0.0))
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -275,37 +262,23 @@ impl candle_core::CustomOp2 for NormalizeBackward {
                     .fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1))
             })
             .collect();
-        let mut out = vec![0f32; x.len() + 2 * c];
-        let (dx, rest) = out.split_at_mut(x.len());
-        dx.par_chunks_mut(hw).enumerate().for_each(|(i, dxp)| {
+        let mut out = Vec::with_capacity(x.len() + 2 * c);
+        par_fill(&mut out, x.len(), hw, |i| {
             let ci = i % c;
             let (sg, sgx) = sums[ci];
             let (m, is) = (self.mean[ci], self.invstd[ci]);
             let k = self.weight[ci] * is;
             let (mg, mgx) = if self.batch_stats { ((sg / n) as f32, (sgx / n) as f32) } else { (0.0, 0.0) };
-            let off = i * hw;
-            let (dyp, xp) = (&dy[off..off + hw], &x[off..off + hw]);
             // dx = k (dy' - mg - (x - m) is mgx) = k dy' - (k mg - k m is mgx) - x (k is mgx)
             let (a, c0) = (k * is * mgx, k * (mg - m * is * mgx));
-            match &self.relu_mask {
-                Some(ss) => {
-                    let (s, t) = ss[ci];
-                    for ((o, &g), &v) in dxp.iter_mut().zip(dyp).zip(xp) {
-                        let g = if v * s + t > 0.0 { g } else { 0.0 };
-                        *o = k * g - c0 - v * a;
-                    }
-                }
-                None => {
-                    for ((o, &g), &v) in dxp.iter_mut().zip(dyp).zip(xp) {
-                        *o = k * g - c0 - v * a;
-                    }
-                }
-            }
+            let (masked, (s, t)) = (self.relu_mask.is_some(), self.relu_mask.as_ref().map_or((0.0, 0.0), |ss| ss[ci]));
+            chunk_of(dy, i, hw).iter().zip(chunk_of(x, i, hw)).map(move |(&g, &v)| {
+                let g = if !masked || v * s + t > 0.0 { g } else { 0.0 };
+                k * g - c0 - v * a
+            })
         });
-        for ci in 0..c {
-            rest[ci] = sums[ci].1 as f32;
-            rest[c + ci] = sums[ci].0 as f32;
-        }
+        out.extend(sums.iter().map(|s| s.1 as f32));
+        out.extend(sums.iter().map(|s| s.0 as f32));
         Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * c)))
     }
 }

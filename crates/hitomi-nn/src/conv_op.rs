@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::contiguous_f32;
+use crate::cpu_slice::{contiguous_f32, par_zeros};
 use crate::winograd::Winograd3x3;
 
 /// Stride, padding and dilation (same in both directions).
@@ -344,7 +344,7 @@ fn forward_kernel(
         }
         return out;
     }
-    let mut out = vec![0f32; d.b * d.co * n];
+    let mut out = par_zeros(d.b * d.co * n, d.co * n);
     // With F(4x4) tiles, a batch below the thread count gains from Winograd split by tile rows
     // within the image, on outputs of 512 positions or more: batch-1 latency (medians of 5
     // alternating runs) A 3.47 -> 3.08 ms with its 28 px layers, 3.30 adding the 14 px ones (196
@@ -525,7 +525,7 @@ impl CustomOp2 for Conv2dInputGrad {
         let dy = contiguous_f32(s1, l1, "conv2d output gradient")?;
         let w = contiguous_f32(s2, l2, "conv2d weight")?;
         let (k, n) = (d.k(), d.hw_out());
-        let mut dx = vec![0f32; b * ci * h * wd];
+        let mut dx = par_zeros(b * ci * h * wd, ci * h * wd);
         let threads = gemm_threads(d.b);
         dx.par_chunks_mut(ci * h * wd).enumerate().for_each_init(
             || vec![0f32; if d.is_pointwise(g) { 0 } else { k * n }],

@@ -1,7 +1,9 @@
-//! Access to the data of a CPU tensor inside a `CustomOp`, shared by our kernels.
+//! Access to the data of a CPU tensor inside a `CustomOp`, and the fresh output buffers our
+//! kernels fill in parallel.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result};
+use rayon::prelude::*;
 
 /// The f32 data of a contiguous tensor; `what` names the tensor in the error (e.g. "conv2d input").
 pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -9,5 +11,73 @@ pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> R
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),
         None => candle_core::bail!("{what}: contiguous tensor expected"),
+    }
+}
+
+/// Appends `len` floats to the empty `out`, computed in parallel: chunk i (`chunk` floats, the
+/// last one possibly shorter) takes the values `values(i)` yields, which must be at least as many.
+/// Unlike `vec![0f32; len]` and a parallel fill, nothing is written twice, and nothing on the
+/// calling thread alone: zeroing activations there, while the pool idled, was ~3% of the samples
+/// of model A's training step, ~5% of its time.
+pub(crate) fn par_fill<I: Iterator<Item = f32>>(
+    out: &mut Vec<f32>,
+    len: usize,
+    chunk: usize,
+    values: impl Fn(usize) -> I + Sync + Send,
+) {
+    assert!(out.is_empty(), "par_fill: the output must start empty");
+    out.reserve_exact(len);
+    out.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, slots)| {
+        let written = slots.iter_mut().zip(values(i)).map(|(slot, v)| slot.write(v)).count();
+        assert_eq!(written, slots.len(), "par_fill: chunk {i} got {written} of {} values", slots.len());
+    });
+    // SAFETY: the capacity is at least `len`, and every chunk checked that each of its slots was
+    // written (a panic above leaves the length at 0).
+    unsafe { out.set_len(len) };
+}
+
+/// `len` floats computed in parallel chunks as in `par_fill`.
+pub(crate) fn par_collect<I: Iterator<Item = f32>>(
+    len: usize,
+    chunk: usize,
+    values: impl Fn(usize) -> I + Sync + Send,
+) -> Vec<f32> {
+    let mut out = Vec::new();
+    par_fill(&mut out, len, chunk, values);
+    out
+}
+
+/// `len` zeros, written in parallel chunks (for kernels that accumulate into their output or
+/// hand it to a gemm): `vec![0f32; len]` zeroes on the calling thread alone.
+pub(crate) fn par_zeros(len: usize, chunk: usize) -> Vec<f32> {
+    par_collect(len, chunk, |_| std::iter::repeat(0f32))
+}
+
+/// Chunk i of `chunk` floats of `x` (the last one possibly shorter).
+pub(crate) fn chunk_of(x: &[f32], i: usize, chunk: usize) -> &[f32] {
+    &x[i * chunk..((i + 1) * chunk).min(x.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn par_fill_writes_every_chunk_in_place() {
+        let x: Vec<f32> = (0..1000).map(|v| v as f32).collect();
+        let got = par_collect(x.len(), 64, |i| chunk_of(&x, i, 64).iter().map(|v| v * 2.0));
+        assert_eq!(got, x.iter().map(|v| v * 2.0).collect::<Vec<_>>());
+        let mut out = Vec::with_capacity(1003);
+        par_fill(&mut out, 1000, 7, |_| std::iter::repeat(1f32));
+        out.extend([5.0, 6.0, 7.0]);
+        assert_eq!(out.len(), 1003);
+        assert!(out[..1000].iter().all(|&v| v == 1.0) && out[1000..] == [5.0, 6.0, 7.0]);
+        assert_eq!(par_zeros(100, 9), vec![0f32; 100]);
+    }
+
+    #[test]
+    #[should_panic(expected = "got 3 of 10 values")]
+    fn par_fill_refuses_a_short_chunk() {
+        par_collect(20, 10, |i| std::iter::repeat(1f32).take(if i == 1 { 3 } else { 10 }));
     }
 }

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use crate::cpu_slice::contiguous_f32;
+use crate::cpu_slice::{contiguous_f32, par_zeros};
 
 /// Square window geometry shared by the pooling kernels.
 #[derive(Clone, Copy, Debug)]
@@ -75,7 +75,7 @@ impl CustomOp1 for MaxPool {
         let x = contiguous_f32(s, l, self.name())?;
         let g = self.0;
         let (ho, wo) = (g.out(self.name(), h)?, g.out(self.name(), w)?);
-        let mut y = vec![0f32; b * c * ho * wo];
+        let mut y = par_zeros(b * c * ho * wo, ho * wo);
         y.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(yp, plane)| {
             for oy in 0..ho {
                 for ox in 0..wo {
@@ -110,7 +110,7 @@ impl CustomOp2 for MaxPoolBackward {
         if l2.shape().dims() != [b, c, ho, wo] {
             candle_core::bail!("{}: gradient {:?}, expected {:?}", self.name(), l2.shape(), (b, c, ho, wo));
         }
-        let mut dx = vec![0f32; b * c * h * w];
+        let mut dx = par_zeros(b * c * h * w, h * w);
         dx.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).zip(dy.par_chunks(ho * wo)).for_each(
             |((dxp, plane), dyp)| {
                 for oy in 0..ho {
@@ -137,7 +137,7 @@ impl CustomOp1 for AvgPool {
         let g = self.0;
         let (ho, wo) = (g.out(self.name(), h)?, g.out(self.name(), w)?);
         let scale = 1.0 / (g.kernel * g.kernel) as f32;
-        let mut y = vec![0f32; b * c * ho * wo];
+        let mut y = par_zeros(b * c * ho * wo, ho * wo);
         y.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(yp, plane)| {
             for oy in 0..ho {
                 let (y0, y1) = g.span(oy, h);
@@ -177,7 +177,7 @@ impl CustomOp1 for AvgPoolBackward {
             candle_core::bail!("{}: gradient {ho}x{wo} does not fit input {h}x{w}", self.name());
         }
         let scale = 1.0 / (g.kernel * g.kernel) as f32;
-        let mut dx = vec![0f32; b * c * h * w];
+        let mut dx = par_zeros(b * c * h * w, h * w);
         dx.par_chunks_mut(h * w).zip(dy.par_chunks(ho * wo)).for_each(|(dxp, dyp)| {
             for oy in 0..ho {
                 let (y0, y1) = g.span(oy, h);

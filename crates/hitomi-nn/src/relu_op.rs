@@ -3,9 +3,8 @@
 //! (four passes and allocations); here the gradient is masked by the saved output in one pass.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
-use crate::cpu_slice::contiguous_f32;
+use crate::cpu_slice::{chunk_of, contiguous_f32, par_collect};
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 15;
@@ -20,12 +19,7 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s, l, "relu input")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(yc, xc)| {
-            for (o, &v) in yc.iter_mut().zip(xc) {
-                *o = v.max(0.0);
-            }
-        });
+        let y = par_collect(x.len(), CHUNK, |i| chunk_of(x, i, CHUNK).iter().map(|&v| v.max(0.0)));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -48,11 +42,8 @@ impl CustomOp2 for AddRelu {
         }
         let a = contiguous_f32(s1, l1, "add_relu first input")?;
         let b = contiguous_f32(s2, l2, "add_relu second input")?;
-        let mut y = vec![0f32; a.len()];
-        y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(yc, (ac, bc))| {
-            for ((o, &u), &v) in yc.iter_mut().zip(ac).zip(bc) {
-                *o = (u + v).max(0.0);
-            }
+        let y = par_collect(a.len(), CHUNK, |i| {
+            chunk_of(a, i, CHUNK).iter().zip(chunk_of(b, i, CHUNK)).map(|(&u, &v)| (u + v).max(0.0))
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -74,11 +65,8 @@ impl CustomOp2 for ReluBackward {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let y = contiguous_f32(s1, l1, "relu output")?;
         let dy = contiguous_f32(s2, l2, "relu output gradient")?;
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dc, (yc, gc))| {
-            for ((o, &v), &g) in dc.iter_mut().zip(yc).zip(gc) {
-                *o = if v > 0.0 { g } else { 0.0 };
-            }
+        let dx = par_collect(y.len(), CHUNK, |i| {
+            chunk_of(y, i, CHUNK).iter().zip(chunk_of(dy, i, CHUNK)).map(|(&v, &g)| if v > 0.0 { g } else { 0.0 })
         });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::contiguous_f32;
+use crate::cpu_slice::{contiguous_f32, par_zeros};
 
 /// How `upsample2d` maps output pixels to input pixels (PyTorch's `mode` of `interpolate`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,7 +142,7 @@ impl CustomOp1 for Upsample {
         if (h, w) != (p.h, p.w) {
             candle_core::bail!("{}: input {h}x{w}, planned for {}x{}", self.name(), p.h, p.w);
         }
-        let mut y = vec![0f32; b * c * p.ho * p.wo];
+        let mut y = par_zeros(b * c * p.ho * p.wo, p.ho * p.wo);
         y.par_chunks_mut(p.ho * p.wo).zip(x.par_chunks(h * w)).for_each(|(yp, xp)| p.forward(xp, yp));
         Ok((CpuStorage::F32(y), Shape::from((b, c, p.ho, p.wo))))
     }
@@ -167,7 +167,7 @@ impl CustomOp1 for UpsampleBackward {
         if (ho, wo) != (p.ho, p.wo) {
             candle_core::bail!("{}: gradient {ho}x{wo}, expected {}x{}", self.name(), p.ho, p.wo);
         }
-        let mut dx = vec![0f32; b * c * p.h * p.w];
+        let mut dx = par_zeros(b * c * p.h * p.w, p.h * p.w);
         dx.par_chunks_mut(p.h * p.w).zip(dy.par_chunks(ho * wo)).for_each(|(dxp, dyp)| p.backward(dyp, dxp));
         Ok((CpuStorage::F32(dx), Shape::from((b, c, p.h, p.w))))
     }
