@@ -78,6 +78,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "got 3 of 10 values")]
     fn par_fill_refuses_a_short_chunk() {
-        par_collect(20, 10, |i| std::iter::repeat(1f32).take(if i == 1 { 3 } else { 10 }));
+        par_collect(20, 10, |i| std::iter::repeat_n(1f32, if i == 1 { 3 } else { 10 }));
     }
 }
