@@ -308,12 +308,11 @@ impl Epilogue<'_> {
     }
 }
 
-/// The forward convolution of a batch, x: (B, C_in, H, W) and w: (C_out, C_in, kh, kw) as flat
-/// slices -> (B, C_out, Ho, Wo) flat, with an optional epilogue per image.
 /// Output positions from which a batch below the thread count runs Winograd by tile rows.
 const WINOGRAD_ROWS_MIN_OUTPUTS: usize = 512;
 
-///
+/// The forward convolution of a batch, x: (B, C_in, H, W) and w: (C_out, C_in, kh, kw) as flat
+/// slices -> (B, C_out, Ho, Wo) flat, with an optional epilogue per image.
 /// With `keep`, a layer that runs as Winograd on the whole batch leaves its transformed input
 /// there for `weight_grad` (`Conv2dForward::kept`).
 fn forward_kernel(
