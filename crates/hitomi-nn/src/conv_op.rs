@@ -117,6 +117,21 @@ fn im2col_rows(x: &[f32], d: &Dims, g: ConvGeom, rows: std::ops::Range<usize>, l
                     let first = (lo * g.stride) as isize + off;
                     if g.stride == 1 {
                         dst.copy_from_slice(&src[first as usize..first as usize + (hi - lo)]);
+                    } else if g.stride == 2 {
+                        // Every other float of the exact span, as pairs whose first is kept (and
+                        // the odd one out at the end): a form the compiler vectorises, which the
+                        // generic `step_by` loop below was not (im2col was a third of a stride-2
+                        // layer's time; model A's 32 -> 64 layer at batch 64, forward with bias
+                        // and ReLU, medians of 41: 4.64-4.74 -> 3.97-4.03 ms).
+                        let n = dst.len();
+                        if n > 0 {
+                            let pairs = src[first as usize..][..2 * n - 1].chunks_exact(2);
+                            let last = pairs.remainder()[0];
+                            for (v, p) in dst.iter_mut().zip(pairs) {
+                                *v = p[0];
+                            }
+                            dst[n - 1] = last;
+                        }
                     } else {
                         for (v, &sv) in dst.iter_mut().zip(src[first as usize..].iter().step_by(g.stride)) {
                             *v = sv;
