@@ -165,6 +165,15 @@ fn col2im(cols: &[f32], d: &Dims, g: ConvGeom, dx: &mut [f32]) {
                         for (o, &v) in dst.iter_mut().zip(src) {
                             *o += v;
                         }
+                    } else if g.stride == 2 && !src.is_empty() {
+                        // As in `im2col_rows`: pairs of the exact span, the first of each taking
+                        // a value, the odd one out at the end.
+                        let n = src.len();
+                        let mut pairs = dst[..2 * n - 1].chunks_exact_mut(2);
+                        for (p, &v) in (&mut pairs).zip(src) {
+                            p[0] += v;
+                        }
+                        pairs.into_remainder()[0] += src[n - 1];
                     } else {
                         for (o, &v) in dst.iter_mut().step_by(g.stride).zip(src) {
                             *o += v;
