@@ -489,8 +489,6 @@ impl Winograd3x3 {
     ) {
         let (co, tw, m) = (self.co, self.tw, A - 2);
         let wq = m * tw;
-        let mut y = [[0f32; LANES]; 16];
-        let mut q = [[0f32; LANES]; 36];
         let first = block.start;
         for g in block {
             let (li, ty) = (g / self.th, g % self.th);
@@ -512,16 +510,12 @@ impl Winograd3x3 {
                     }
                 });
                 for k in (0..co).step_by(LANES) {
-                    for (i, yi) in y[..m * m].iter_mut().enumerate() {
-                        *yi = load(&rows[i / m][(i % m) * co + k..]);
-                    }
+                    // Read and written in place, as in `input_rows`.
+                    let mq = &mut s.m[qi * co + k..];
                     if A == 4 {
-                        tile_grad_transform(&y, &mut q);
+                        tile_grad_transform(&rows, co, k, mq, n * co);
                     } else {
-                        tile_grad_transform6(&y, &mut q);
-                    }
-                    for (t, qt) in q[..A * A].iter().enumerate() {
-                        s.m[(t * n + qi) * co + k..][..LANES].copy_from_slice(qt);
+                        tile_grad_transform6(&rows, co, k, mq, n * co);
                     }
                 }
             }
@@ -557,7 +551,6 @@ impl Winograd3x3 {
     fn input_rows_body<const A: usize>(&self, xs: &[f32], block: Range<usize>, n: usize, s: &mut Scratch) {
         let (ci, pad, tw, m) = (self.ci, self.pad, self.tw, A - 2);
         let wp = self.plane_sides().1;
-        let (mut d, mut v) = ([[0f32; LANES]; 36], [[0f32; LANES]; 36]);
         let first = block.start;
         for g in block {
             let (li, ty) = (g / self.th, g % self.th);
@@ -578,16 +571,19 @@ impl Winograd3x3 {
                 let rows: [&[f32]; A] =
                     std::array::from_fn(|r| &s.plane[((m * (ty - s.row0) + r) * wp + m * tx) * ci..][..A * ci]);
                 for k in (0..ci).step_by(LANES) {
-                    for (t, dt) in d[..A * A].iter_mut().enumerate() {
-                        *dt = load(&rows[t / A][(t % A) * ci + k..]);
-                    }
+                    // Read from the plane and written to V in place: through two stack copies
+                    // of the tile, the loads and stores were ~15% of this function's samples.
+                    let vq = &mut s.v[q * ci + k..];
                     if A == 4 {
-                        tile_input_transform(&d, &mut v);
+                        tile_input_transform(&[rows[0], rows[1], rows[2], rows[3]], ci, k, vq, n * ci);
                     } else {
-                        tile_input_transform6(&d, &mut v);
-                    }
-                    for (t, v) in v[..A * A].iter().enumerate() {
-                        s.v[(t * n + q) * ci + k..][..LANES].copy_from_slice(v);
+                        tile_input_transform6(
+                            &[rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]],
+                            ci,
+                            k,
+                            vq,
+                            n * ci,
+                        );
                     }
                 }
             }
@@ -625,7 +621,6 @@ impl Winograd3x3 {
         let (co, ho, wo, tw, side) = (self.co, self.ho, self.wo, self.tw, A - 2);
         let plane = ho * wo;
         let zeros = [0f32; LANES];
-        let mut mt = [[0f32; LANES]; 36];
         let mut yk = [[0f32; LANES]; 16];
         let first = block.start;
         for g in block {
@@ -633,14 +628,13 @@ impl Winograd3x3 {
             for tx in 0..tw {
                 let q = (g - first) * tw + tx;
                 for k in (0..co).step_by(LANES) {
-                    for (t, mt) in mt[..A * A].iter_mut().enumerate() {
-                        *mt = load(&m[(t * n + q) * co + k..]);
-                    }
                     let (bias, relu) = ep.map_or((zeros, false), |e| (load(&e.bias[k..]), e.relu));
+                    // M read in place, as V is written in place by `input_rows`.
+                    let mq = &m[q * co + k..];
                     if A == 4 {
-                        tile_output_transform(&mt, &bias, relu, &mut yk);
+                        tile_output_transform(mq, n * co, &bias, relu, &mut yk);
                     } else {
-                        tile_output_transform6(&mt, &bias, relu, &mut yk);
+                        tile_output_transform6(mq, n * co, &bias, relu, &mut yk);
                     }
                     // yk[side dy + dx]: output (side ty + dy, side tx + dx).
                     for (i, yk) in yk[..side * side].iter().enumerate() {
@@ -789,19 +783,23 @@ fn grad_step(y0: &Lane, y1: &Lane) -> [Lane; 4] {
     [*y0, add(y0, y1), sub(y0, y1), lane(|l| -y1[l])]
 }
 
-/// Q = A dY A^T for one 2x2 block dY (row-major lanes) -> 4x4 (F(2x2)).
+/// Q = A dY A^T for the LANES channels from `k` of one 2x2 block dY (F(2x2)), whose entry
+/// (r, c) is `y[r][c * cs + k..]`; Q_t (t = 4 i + j, 4x4) goes to `q[t * qs..]`.
 #[inline(always)]
-fn tile_grad_transform(y: &[Lane], q: &mut [Lane]) {
+fn tile_grad_transform(y: &[&[f32]; 4], cs: usize, k: usize, q: &mut [f32], qs: usize) {
     // Columns first: rows[r][c] for r < 4, c < 2.
     let mut rows = [[[0f32; LANES]; 2]; 4];
     for c in 0..2 {
-        let r = grad_step(&y[c], &y[2 + c]);
+        let o = c * cs + k;
+        let r = grad_step(&load(&y[0][o..]), &load(&y[1][o..]));
         for i in 0..4 {
             rows[i][c] = r[i];
         }
     }
     for (i, r) in rows.iter().enumerate() {
-        q[4 * i..4 * i + 4].copy_from_slice(&grad_step(&r[0], &r[1]));
+        for (j, v) in grad_step(&r[0], &r[1]).iter().enumerate() {
+            q[(4 * i + j) * qs..][..LANES].copy_from_slice(v);
+        }
     }
 }
 
@@ -815,18 +813,23 @@ fn grad_step6(y: [&Lane; 4]) -> [Lane; 6] {
     [*y0, add(&e, &o), sub(&e, &o), add(&e4, &o2), sub(&e4, &o2), *y3]
 }
 
-/// Q = A dY A^T for one 4x4 block dY (row-major lanes) -> 6x6 (F(4x4)).
+/// Q = A dY A^T for one 4x4 block dY -> 6x6 (F(4x4)), read and written as in
+/// `tile_grad_transform`.
 #[inline(always)]
-fn tile_grad_transform6(y: &[Lane], q: &mut [Lane]) {
+fn tile_grad_transform6(y: &[&[f32]; 4], cs: usize, k: usize, q: &mut [f32], qs: usize) {
     let mut rows = [[[0f32; LANES]; 4]; 6];
     for c in 0..4 {
-        let r = grad_step6([&y[c], &y[4 + c], &y[8 + c], &y[12 + c]]);
+        let o = c * cs + k;
+        let x = [load(&y[0][o..]), load(&y[1][o..]), load(&y[2][o..]), load(&y[3][o..])];
+        let r = grad_step6([&x[0], &x[1], &x[2], &x[3]]);
         for i in 0..6 {
             rows[i][c] = r[i];
         }
     }
     for (i, r) in rows.iter().enumerate() {
-        q[6 * i..6 * i + 6].copy_from_slice(&grad_step6([&r[0], &r[1], &r[2], &r[3]]));
+        for (j, v) in grad_step6([&r[0], &r[1], &r[2], &r[3]]).iter().enumerate() {
+            q[(6 * i + j) * qs..][..LANES].copy_from_slice(v);
+        }
     }
 }
 
@@ -936,14 +939,17 @@ fn input_step(x0: &Lane, x1: &Lane, x2: &Lane, x3: &Lane) -> [Lane; 4] {
     [sub(x0, x2), add(x1, x2), sub(x2, x1), sub(x1, x3)]
 }
 
-/// V = B^T d B for one tile d (row-major 4x4 of lanes),
+/// V = B^T d B for the LANES channels from `k` of one 4x4 tile d, whose entry (r, c) is
+/// `d[r][c * cs + k..]`; V_t (t = 4 i + j) goes to `v[t * vs..]`.
 /// B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
 #[inline(always)]
-fn tile_input_transform(d: &[Lane], v: &mut [Lane]) {
+fn tile_input_transform(d: &[&[f32]; 4], cs: usize, k: usize, v: &mut [f32], vs: usize) {
     // Row step B^T d, one column c at a time: rows[i][c].
     let mut rows = [[[0f32; LANES]; 4]; 4];
     for c in 0..4 {
-        let r = input_step(&d[c], &d[4 + c], &d[8 + c], &d[12 + c]);
+        let o = c * cs + k;
+        let x = [load(&d[0][o..]), load(&d[1][o..]), load(&d[2][o..]), load(&d[3][o..])];
+        let r = input_step(&x[0], &x[1], &x[2], &x[3]);
         for i in 0..4 {
             rows[i][c] = r[i];
         }
@@ -951,7 +957,9 @@ fn tile_input_transform(d: &[Lane], v: &mut [Lane]) {
     // Column step (.) B, one row at a time.
     for (i, r) in rows.iter().enumerate() {
         let out = input_step(&r[0], &r[1], &r[2], &r[3]);
-        v[i * 4..i * 4 + 4].copy_from_slice(&out);
+        for (j, o) in out.iter().enumerate() {
+            v[(4 * i + j) * vs..][..LANES].copy_from_slice(o);
+        }
     }
 }
 
@@ -961,24 +969,34 @@ fn output_step(x0: &Lane, x1: &Lane, x2: &Lane, x3: &Lane) -> [Lane; 2] {
     [add(&add(x0, x1), x2), sub(&sub(x1, x2), x3)]
 }
 
-/// Y = A^T M A + bias (then ReLU) for one tile's M (row-major 4x4 of lanes),
-/// A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; the 2x2 outputs row-major.
+/// Y = A^T M A + bias (then ReLU) for one tile's M (4x4, M_t at `m[t * ms..][..LANES]` for
+/// t = 4 r + c), A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; the 2x2 outputs row-major.
 #[inline(always)]
-fn tile_output_transform(m: &[Lane], bias: &Lane, relu: bool, y: &mut [Lane]) {
+fn tile_output_transform(m: &[f32], ms: usize, bias: &Lane, relu: bool, y: &mut [Lane]) {
     // A^T M: 2 rows of 4 columns.
     let mut rows = [[[0f32; LANES]; 4]; 2];
     for c in 0..4 {
-        let r = output_step(&m[c], &m[4 + c], &m[8 + c], &m[12 + c]);
+        let x = [load(&m[c * ms..]), load(&m[(4 + c) * ms..]), load(&m[(8 + c) * ms..]), load(&m[(12 + c) * ms..])];
+        let r = output_step(&x[0], &x[1], &x[2], &x[3]);
         rows[0][c] = r[0];
         rows[1][c] = r[1];
     }
     let [a, b] = output_step(&rows[0][0], &rows[0][1], &rows[0][2], &rows[0][3]);
     let [c, d] = output_step(&rows[1][0], &rows[1][1], &rows[1][2], &rows[1][3]);
-    y[..4].copy_from_slice(&[add(&a, bias), add(&b, bias), add(&c, bias), add(&d, bias)]);
+    for (y, o) in y[..4].iter_mut().zip([a, b, c, d]) {
+        *y = bias_act(&o, bias, relu);
+    }
+}
+
+/// o + bias, then ReLU if asked, one lane at a time: a ReLU pass over the tile's outputs as one
+/// flattened iterator compiled to scalar code (12% of `output_rows`' samples).
+#[inline(always)]
+fn bias_act(o: &Lane, bias: &Lane, relu: bool) -> Lane {
+    let v = add(o, bias);
     if relu {
-        for v in y[..4].iter_mut().flatten() {
-            *v = v.max(0.0);
-        }
+        lane(|l| v[l].max(0.0))
+    } else {
+        v
     }
 }
 
@@ -1002,19 +1020,31 @@ fn input_step6(x: [&Lane; 6]) -> [Lane; 6] {
     ]
 }
 
-/// V = B^T d B for one 6x6 tile d (row-major lanes).
+/// V = B^T d B for one 6x6 tile, read and written as in `tile_input_transform`.
 #[inline(always)]
-fn tile_input_transform6(d: &[Lane], v: &mut [Lane]) {
+fn tile_input_transform6(d: &[&[f32]; 6], cs: usize, k: usize, v: &mut [f32], vs: usize) {
     let mut rows = [[[0f32; LANES]; 6]; 6];
     for c in 0..6 {
-        let r = input_step6([&d[c], &d[6 + c], &d[12 + c], &d[18 + c], &d[24 + c], &d[30 + c]]);
+        let o = c * cs + k;
+        let x = [d[0], d[1], d[2], d[3], d[4], d[5]];
+        let x = [
+            load(&x[0][o..]),
+            load(&x[1][o..]),
+            load(&x[2][o..]),
+            load(&x[3][o..]),
+            load(&x[4][o..]),
+            load(&x[5][o..]),
+        ];
+        let r = input_step6([&x[0], &x[1], &x[2], &x[3], &x[4], &x[5]]);
         for i in 0..6 {
             rows[i][c] = r[i];
         }
     }
     for (i, r) in rows.iter().enumerate() {
         let out = input_step6([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
-        v[i * 6..i * 6 + 6].copy_from_slice(&out);
+        for (j, o) in out.iter().enumerate() {
+            v[(6 * i + j) * vs..][..LANES].copy_from_slice(o);
+        }
     }
 }
 
@@ -1033,12 +1063,21 @@ fn output_step6(x: [&Lane; 6]) -> [Lane; 4] {
     ]
 }
 
-/// Y = A^T M A + bias (then ReLU) for one 6x6 tile's M; the 4x4 outputs row-major into y.
+/// Y = A^T M A + bias (then ReLU) for one 6x6 tile's M (read as in `tile_output_transform`);
+/// the 4x4 outputs row-major into y.
 #[inline(always)]
-fn tile_output_transform6(m: &[Lane], bias: &Lane, relu: bool, y: &mut [Lane]) {
+fn tile_output_transform6(m: &[f32], ms: usize, bias: &Lane, relu: bool, y: &mut [Lane]) {
     let mut rows = [[[0f32; LANES]; 6]; 4];
     for c in 0..6 {
-        let r = output_step6([&m[c], &m[6 + c], &m[12 + c], &m[18 + c], &m[24 + c], &m[30 + c]]);
+        let x = [
+            load(&m[c * ms..]),
+            load(&m[(6 + c) * ms..]),
+            load(&m[(12 + c) * ms..]),
+            load(&m[(18 + c) * ms..]),
+            load(&m[(24 + c) * ms..]),
+            load(&m[(30 + c) * ms..]),
+        ];
+        let r = output_step6([&x[0], &x[1], &x[2], &x[3], &x[4], &x[5]]);
         for i in 0..4 {
             rows[i][c] = r[i];
         }
@@ -1046,12 +1085,7 @@ fn tile_output_transform6(m: &[Lane], bias: &Lane, relu: bool, y: &mut [Lane]) {
     for (i, r) in rows.iter().enumerate() {
         let out = output_step6([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
         for (j, o) in out.iter().enumerate() {
-            y[4 * i + j] = add(o, bias);
-        }
-    }
-    if relu {
-        for v in y[..16].iter_mut().flatten() {
-            *v = v.max(0.0);
+            y[4 * i + j] = bias_act(o, bias, relu);
         }
     }
 }
