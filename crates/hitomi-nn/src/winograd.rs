@@ -787,17 +787,14 @@ fn grad_step(y0: &Lane, y1: &Lane) -> [Lane; 4] {
 /// (r, c) is `y[r][c * cs + k..]`; Q_t (t = 4 i + j, 4x4) goes to `q[t * qs..]`.
 #[inline(always)]
 fn tile_grad_transform(y: &[&[f32]; 4], cs: usize, k: usize, q: &mut [f32], qs: usize) {
-    // Columns first: rows[r][c] for r < 4, c < 2.
-    let mut rows = [[[0f32; LANES]; 2]; 4];
-    for c in 0..2 {
+    // Columns first: cols[c][r] for r < 4, c < 2.
+    let mut cols = [[[0f32; LANES]; 4]; 2];
+    for (c, col) in cols.iter_mut().enumerate() {
         let o = c * cs + k;
-        let r = grad_step(&load(&y[0][o..]), &load(&y[1][o..]));
-        for i in 0..4 {
-            rows[i][c] = r[i];
-        }
+        *col = grad_step(&load(&y[0][o..]), &load(&y[1][o..]));
     }
-    for (i, r) in rows.iter().enumerate() {
-        for (j, v) in grad_step(&r[0], &r[1]).iter().enumerate() {
+    for i in 0..4 {
+        for (j, v) in grad_step(&cols[0][i], &cols[1][i]).iter().enumerate() {
             q[(4 * i + j) * qs..][..LANES].copy_from_slice(v);
         }
     }
@@ -817,17 +814,14 @@ fn grad_step6(y: [&Lane; 4]) -> [Lane; 6] {
 /// `tile_grad_transform`.
 #[inline(always)]
 fn tile_grad_transform6(y: &[&[f32]; 4], cs: usize, k: usize, q: &mut [f32], qs: usize) {
-    let mut rows = [[[0f32; LANES]; 4]; 6];
-    for c in 0..4 {
+    let mut cols = [[[0f32; LANES]; 6]; 4];
+    for (c, col) in cols.iter_mut().enumerate() {
         let o = c * cs + k;
         let x = [load(&y[0][o..]), load(&y[1][o..]), load(&y[2][o..]), load(&y[3][o..])];
-        let r = grad_step6([&x[0], &x[1], &x[2], &x[3]]);
-        for i in 0..6 {
-            rows[i][c] = r[i];
-        }
+        *col = grad_step6([&x[0], &x[1], &x[2], &x[3]]);
     }
-    for (i, r) in rows.iter().enumerate() {
-        for (j, v) in grad_step6([&r[0], &r[1], &r[2], &r[3]]).iter().enumerate() {
+    for i in 0..6 {
+        for (j, v) in grad_step6([&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i]]).iter().enumerate() {
             q[(6 * i + j) * qs..][..LANES].copy_from_slice(v);
         }
     }
@@ -944,19 +938,16 @@ fn input_step(x0: &Lane, x1: &Lane, x2: &Lane, x3: &Lane) -> [Lane; 4] {
 /// B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
 #[inline(always)]
 fn tile_input_transform(d: &[&[f32]; 4], cs: usize, k: usize, v: &mut [f32], vs: usize) {
-    // Row step B^T d, one column c at a time: rows[i][c].
-    let mut rows = [[[0f32; LANES]; 4]; 4];
-    for c in 0..4 {
+    // Row step B^T d, one column c at a time: cols[c][i].
+    let mut cols = [[[0f32; LANES]; 4]; 4];
+    for (c, col) in cols.iter_mut().enumerate() {
         let o = c * cs + k;
         let x = [load(&d[0][o..]), load(&d[1][o..]), load(&d[2][o..]), load(&d[3][o..])];
-        let r = input_step(&x[0], &x[1], &x[2], &x[3]);
-        for i in 0..4 {
-            rows[i][c] = r[i];
-        }
+        *col = input_step(&x[0], &x[1], &x[2], &x[3]);
     }
     // Column step (.) B, one row at a time.
-    for (i, r) in rows.iter().enumerate() {
-        let out = input_step(&r[0], &r[1], &r[2], &r[3]);
+    for i in 0..4 {
+        let out = input_step(&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i]);
         for (j, o) in out.iter().enumerate() {
             v[(4 * i + j) * vs..][..LANES].copy_from_slice(o);
         }
@@ -1023,25 +1014,21 @@ fn input_step6(x: [&Lane; 6]) -> [Lane; 6] {
 /// V = B^T d B for one 6x6 tile, read and written as in `tile_input_transform`.
 #[inline(always)]
 fn tile_input_transform6(d: &[&[f32]; 6], cs: usize, k: usize, v: &mut [f32], vs: usize) {
-    let mut rows = [[[0f32; LANES]; 6]; 6];
-    for c in 0..6 {
+    let mut cols = [[[0f32; LANES]; 6]; 6];
+    for (c, col) in cols.iter_mut().enumerate() {
         let o = c * cs + k;
-        let x = [d[0], d[1], d[2], d[3], d[4], d[5]];
         let x = [
-            load(&x[0][o..]),
-            load(&x[1][o..]),
-            load(&x[2][o..]),
-            load(&x[3][o..]),
-            load(&x[4][o..]),
-            load(&x[5][o..]),
+            load(&d[0][o..]),
+            load(&d[1][o..]),
+            load(&d[2][o..]),
+            load(&d[3][o..]),
+            load(&d[4][o..]),
+            load(&d[5][o..]),
         ];
-        let r = input_step6([&x[0], &x[1], &x[2], &x[3], &x[4], &x[5]]);
-        for i in 0..6 {
-            rows[i][c] = r[i];
-        }
+        *col = input_step6([&x[0], &x[1], &x[2], &x[3], &x[4], &x[5]]);
     }
-    for (i, r) in rows.iter().enumerate() {
-        let out = input_step6([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+    for i in 0..6 {
+        let out = input_step6([&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i], &cols[4][i], &cols[5][i]]);
         for (j, o) in out.iter().enumerate() {
             v[(6 * i + j) * vs..][..LANES].copy_from_slice(o);
         }
