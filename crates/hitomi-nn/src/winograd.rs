@@ -787,12 +787,10 @@ fn grad_step(y0: &Lane, y1: &Lane) -> [Lane; 4] {
 /// (r, c) is `y[r][c * cs + k..]`; Q_t (t = 4 i + j, 4x4) goes to `q[t * qs..]`.
 #[inline(always)]
 fn tile_grad_transform(y: &[&[f32]; 4], cs: usize, k: usize, q: &mut [f32], qs: usize) {
-    // Columns first: cols[c][r] for r < 4, c < 2.
-    let mut cols = [[[0f32; LANES]; 4]; 2];
-    for (c, col) in cols.iter_mut().enumerate() {
-        let o = c * cs + k;
-        *col = grad_step(&load(&y[0][o..]), &load(&y[1][o..]));
-    }
+    // Columns first: cols[c][r] for r < 4, c < 2. Built as arrays rather than zeroed and
+    // filled (the zeroing stayed, as a memset call per tile), by functions, since a closure
+    // here was not inlined.
+    let cols = [grad_col(y, k), grad_col(y, cs + k)];
     for i in 0..4 {
         for (j, v) in grad_step(&cols[0][i], &cols[1][i]).iter().enumerate() {
             q[(4 * i + j) * qs..][..LANES].copy_from_slice(v);
@@ -814,12 +812,7 @@ fn grad_step6(y: [&Lane; 4]) -> [Lane; 6] {
 /// `tile_grad_transform`.
 #[inline(always)]
 fn tile_grad_transform6(y: &[&[f32]; 4], cs: usize, k: usize, q: &mut [f32], qs: usize) {
-    let mut cols = [[[0f32; LANES]; 6]; 4];
-    for (c, col) in cols.iter_mut().enumerate() {
-        let o = c * cs + k;
-        let x = [load(&y[0][o..]), load(&y[1][o..]), load(&y[2][o..]), load(&y[3][o..])];
-        *col = grad_step6([&x[0], &x[1], &x[2], &x[3]]);
-    }
+    let cols = [grad_col6(y, k), grad_col6(y, cs + k), grad_col6(y, 2 * cs + k), grad_col6(y, 3 * cs + k)];
     for i in 0..6 {
         for (j, v) in grad_step6([&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i]]).iter().enumerate() {
             q[(6 * i + j) * qs..][..LANES].copy_from_slice(v);
@@ -938,13 +931,9 @@ fn input_step(x0: &Lane, x1: &Lane, x2: &Lane, x3: &Lane) -> [Lane; 4] {
 /// B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
 #[inline(always)]
 fn tile_input_transform(d: &[&[f32]; 4], cs: usize, k: usize, v: &mut [f32], vs: usize) {
-    // Row step B^T d, one column c at a time: cols[c][i].
-    let mut cols = [[[0f32; LANES]; 4]; 4];
-    for (c, col) in cols.iter_mut().enumerate() {
-        let o = c * cs + k;
-        let x = [load(&d[0][o..]), load(&d[1][o..]), load(&d[2][o..]), load(&d[3][o..])];
-        *col = input_step(&x[0], &x[1], &x[2], &x[3]);
-    }
+    // Row step B^T d, one column c at a time: cols[c][i] (arrays built, not zeroed and filled,
+    // as in `tile_grad_transform`).
+    let cols = [input_col(d, k), input_col(d, cs + k), input_col(d, 2 * cs + k), input_col(d, 3 * cs + k)];
     // Column step (.) B, one row at a time.
     for i in 0..4 {
         let out = input_step(&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i]);
@@ -964,16 +953,10 @@ fn output_step(x0: &Lane, x1: &Lane, x2: &Lane, x3: &Lane) -> [Lane; 2] {
 /// t = 4 r + c), A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; the 2x2 outputs row-major.
 #[inline(always)]
 fn tile_output_transform(m: &[f32], ms: usize, bias: &Lane, relu: bool, y: &mut [Lane]) {
-    // A^T M: 2 rows of 4 columns.
-    let mut rows = [[[0f32; LANES]; 4]; 2];
-    for c in 0..4 {
-        let x = [load(&m[c * ms..]), load(&m[(4 + c) * ms..]), load(&m[(8 + c) * ms..]), load(&m[(12 + c) * ms..])];
-        let r = output_step(&x[0], &x[1], &x[2], &x[3]);
-        rows[0][c] = r[0];
-        rows[1][c] = r[1];
-    }
-    let [a, b] = output_step(&rows[0][0], &rows[0][1], &rows[0][2], &rows[0][3]);
-    let [c, d] = output_step(&rows[1][0], &rows[1][1], &rows[1][2], &rows[1][3]);
+    // A^T M: cols[c][i], 2 rows of 4 columns (built as in `tile_grad_transform`).
+    let cols = [output_col(m, ms, 0), output_col(m, ms, 1), output_col(m, ms, 2), output_col(m, ms, 3)];
+    let [a, b] = output_step(&cols[0][0], &cols[1][0], &cols[2][0], &cols[3][0]);
+    let [c, d] = output_step(&cols[0][1], &cols[1][1], &cols[2][1], &cols[3][1]);
     for (y, o) in y[..4].iter_mut().zip([a, b, c, d]) {
         *y = bias_act(&o, bias, relu);
     }
@@ -1014,19 +997,14 @@ fn input_step6(x: [&Lane; 6]) -> [Lane; 6] {
 /// V = B^T d B for one 6x6 tile, read and written as in `tile_input_transform`.
 #[inline(always)]
 fn tile_input_transform6(d: &[&[f32]; 6], cs: usize, k: usize, v: &mut [f32], vs: usize) {
-    let mut cols = [[[0f32; LANES]; 6]; 6];
-    for (c, col) in cols.iter_mut().enumerate() {
-        let o = c * cs + k;
-        let x = [
-            load(&d[0][o..]),
-            load(&d[1][o..]),
-            load(&d[2][o..]),
-            load(&d[3][o..]),
-            load(&d[4][o..]),
-            load(&d[5][o..]),
-        ];
-        *col = input_step6([&x[0], &x[1], &x[2], &x[3], &x[4], &x[5]]);
-    }
+    let cols = [
+        input_col6(d, k),
+        input_col6(d, cs + k),
+        input_col6(d, 2 * cs + k),
+        input_col6(d, 3 * cs + k),
+        input_col6(d, 4 * cs + k),
+        input_col6(d, 5 * cs + k),
+    ];
     for i in 0..6 {
         let out = input_step6([&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i], &cols[4][i], &cols[5][i]]);
         for (j, o) in out.iter().enumerate() {
@@ -1054,27 +1032,69 @@ fn output_step6(x: [&Lane; 6]) -> [Lane; 4] {
 /// the 4x4 outputs row-major into y.
 #[inline(always)]
 fn tile_output_transform6(m: &[f32], ms: usize, bias: &Lane, relu: bool, y: &mut [Lane]) {
-    let mut rows = [[[0f32; LANES]; 6]; 4];
-    for c in 0..6 {
-        let x = [
-            load(&m[c * ms..]),
-            load(&m[(6 + c) * ms..]),
-            load(&m[(12 + c) * ms..]),
-            load(&m[(18 + c) * ms..]),
-            load(&m[(24 + c) * ms..]),
-            load(&m[(30 + c) * ms..]),
-        ];
-        let r = output_step6([&x[0], &x[1], &x[2], &x[3], &x[4], &x[5]]);
-        for i in 0..4 {
-            rows[i][c] = r[i];
-        }
-    }
-    for (i, r) in rows.iter().enumerate() {
-        let out = output_step6([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+    let cols = [
+        output_col6(m, ms, 0),
+        output_col6(m, ms, 1),
+        output_col6(m, ms, 2),
+        output_col6(m, ms, 3),
+        output_col6(m, ms, 4),
+        output_col6(m, ms, 5),
+    ];
+    for i in 0..4 {
+        let out = output_step6([&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i], &cols[4][i], &cols[5][i]]);
         for (j, o) in out.iter().enumerate() {
             y[4 * i + j] = bias_act(o, bias, relu);
         }
     }
+}
+
+/// Column step of `tile_grad_transform`: A applied to the column of dY at offset o.
+#[inline(always)]
+fn grad_col(y: &[&[f32]; 4], o: usize) -> [Lane; 4] {
+    grad_step(&load(&y[0][o..]), &load(&y[1][o..]))
+}
+
+/// Column step of `tile_grad_transform6`.
+#[inline(always)]
+fn grad_col6(y: &[&[f32]; 4], o: usize) -> [Lane; 6] {
+    let x = [load(&y[0][o..]), load(&y[1][o..]), load(&y[2][o..]), load(&y[3][o..])];
+    grad_step6([&x[0], &x[1], &x[2], &x[3]])
+}
+
+/// Column step of `tile_input_transform`: B^T applied to the column of d at offset o.
+#[inline(always)]
+fn input_col(d: &[&[f32]; 4], o: usize) -> [Lane; 4] {
+    let x = [load(&d[0][o..]), load(&d[1][o..]), load(&d[2][o..]), load(&d[3][o..])];
+    input_step(&x[0], &x[1], &x[2], &x[3])
+}
+
+/// Column step of `tile_input_transform6`.
+#[inline(always)]
+fn input_col6(d: &[&[f32]; 6], o: usize) -> [Lane; 6] {
+    let x =
+        [load(&d[0][o..]), load(&d[1][o..]), load(&d[2][o..]), load(&d[3][o..]), load(&d[4][o..]), load(&d[5][o..])];
+    input_step6([&x[0], &x[1], &x[2], &x[3], &x[4], &x[5]])
+}
+
+/// Column step of `tile_output_transform`: A^T applied to column c of M (M_t at `m[t * ms..]`).
+#[inline(always)]
+fn output_col(m: &[f32], ms: usize, c: usize) -> [Lane; 2] {
+    let x = [load(&m[c * ms..]), load(&m[(4 + c) * ms..]), load(&m[(8 + c) * ms..]), load(&m[(12 + c) * ms..])];
+    output_step(&x[0], &x[1], &x[2], &x[3])
+}
+
+/// Column step of `tile_output_transform6`.
+#[inline(always)]
+fn output_col6(m: &[f32], ms: usize, c: usize) -> [Lane; 4] {
+    let x = [
+        load(&m[c * ms..]),
+        load(&m[(6 + c) * ms..]),
+        load(&m[(12 + c) * ms..]),
+        load(&m[(18 + c) * ms..]),
+        load(&m[(24 + c) * ms..]),
+        load(&m[(30 + c) * ms..]),
+    ];
+    output_step6([&x[0], &x[1], &x[2], &x[3], &x[4], &x[5]])
 }
 
 #[cfg(test)]
