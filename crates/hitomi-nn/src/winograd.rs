@@ -622,7 +622,6 @@ impl Winograd3x3 {
         let (co, ho, wo, tw, side) = (self.co, self.ho, self.wo, self.tw, A - 2);
         let plane = ho * wo;
         let zeros = [0f32; LANES];
-        let mut yk = [[0f32; LANES]; 16];
         let first = block.start;
         for g in block {
             let (li, ty) = (g / self.th, g % self.th);
@@ -632,17 +631,20 @@ impl Winograd3x3 {
                     let (bias, relu) = ep.map_or((zeros, false), |e| (load(&e.bias[k..]), e.relu));
                     // M read in place, as V is written in place by `input_rows`.
                     let mq = &m[q * co + k..];
+                    // Written straight into the image (through a stack copy of the tile, the
+                    // stores were ~10% of this function's samples).
+                    let (oy, ox) = (side * ty, side * tx);
+                    let out = TileOut {
+                        y: &mut hwc[((oy - side * row0) * wo + ox) * co + k..],
+                        rs: wo * co,
+                        cs: co,
+                        rows: side.min(ho - oy),
+                        cols: side.min(wo - ox),
+                    };
                     if A == 4 {
-                        tile_output_transform(mq, n * co, &bias, relu, &mut yk);
+                        tile_output_transform(mq, n * co, &bias, relu, out);
                     } else {
-                        tile_output_transform6(mq, n * co, &bias, relu, &mut yk);
-                    }
-                    // yk[side dy + dx]: output (side ty + dy, side tx + dx).
-                    for (i, yk) in yk[..side * side].iter().enumerate() {
-                        let (oy, ox) = (side * ty + i / side, side * tx + i % side);
-                        if oy < ho && ox < wo {
-                            hwc[((oy - side * row0) * wo + ox) * co + k..][..LANES].copy_from_slice(yk);
-                        }
+                        tile_output_transform6(mq, n * co, &bias, relu, out);
                     }
                 }
             }
@@ -974,16 +976,30 @@ fn output_step(x0: &Lane, x1: &Lane, x2: &Lane, x3: &Lane) -> [Lane; 2] {
 }
 
 /// Y = A^T M A + bias (then ReLU) for one tile's M (4x4, M_t at `m[t * ms..][..LANES]` for
-/// t = 4 r + c), A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; the 2x2 outputs row-major.
+/// t = 4 r + c), A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; the 2x2 outputs (those inside the
+/// image) into `out`.
 #[inline(always)]
-fn tile_output_transform(m: &[f32], ms: usize, bias: &Lane, relu: bool, y: &mut [Lane]) {
+fn tile_output_transform(m: &[f32], ms: usize, bias: &Lane, relu: bool, out: TileOut) {
     // A^T M: cols[c][i], 2 rows of 4 columns (built as in `tile_grad_transform`).
     let cols = [output_col(m, ms, 0), output_col(m, ms, 1), output_col(m, ms, 2), output_col(m, ms, 3)];
-    let [a, b] = output_step(&cols[0][0], &cols[1][0], &cols[2][0], &cols[3][0]);
-    let [c, d] = output_step(&cols[0][1], &cols[1][1], &cols[2][1], &cols[3][1]);
-    for (y, o) in y[..4].iter_mut().zip([a, b, c, d]) {
-        *y = bias_act(&o, bias, relu);
+    // Row i of every column at once; an iterator over one column would not say that better.
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..out.rows {
+        let y = output_step(&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i]);
+        for (j, y) in y[..out.cols].iter().enumerate() {
+            out.y[i * out.rs + j * out.cs..][..LANES].copy_from_slice(&bias_act(y, bias, relu));
+        }
     }
+}
+
+/// Where a tile's outputs go: output (i, j) of the tile at `y[i * rs + j * cs..][..LANES]`, for
+/// i < rows and j < cols (fewer than the tile's m at the output's bottom and right edges).
+struct TileOut<'a> {
+    y: &'a mut [f32],
+    rs: usize,
+    cs: usize,
+    rows: usize,
+    cols: usize,
 }
 
 /// o + bias, then ReLU if asked, one lane at a time: a ReLU pass over the tile's outputs as one
@@ -1052,10 +1068,10 @@ fn output_step6(x: [&Lane; 6]) -> [Lane; 4] {
     ]
 }
 
-/// Y = A^T M A + bias (then ReLU) for one 6x6 tile's M (read as in `tile_output_transform`);
-/// the 4x4 outputs row-major into y.
+/// Y = A^T M A + bias (then ReLU) for one 6x6 tile's M, read and written as in
+/// `tile_output_transform`.
 #[inline(always)]
-fn tile_output_transform6(m: &[f32], ms: usize, bias: &Lane, relu: bool, y: &mut [Lane]) {
+fn tile_output_transform6(m: &[f32], ms: usize, bias: &Lane, relu: bool, out: TileOut) {
     let cols = [
         output_col6(m, ms, 0),
         output_col6(m, ms, 1),
@@ -1064,10 +1080,12 @@ fn tile_output_transform6(m: &[f32], ms: usize, bias: &Lane, relu: bool, y: &mut
         output_col6(m, ms, 4),
         output_col6(m, ms, 5),
     ];
-    for i in 0..4 {
-        let out = output_step6([&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i], &cols[4][i], &cols[5][i]]);
-        for (j, o) in out.iter().enumerate() {
-            y[4 * i + j] = bias_act(o, bias, relu);
+    // Row i of every column at once; an iterator over one column would not say that better.
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..out.rows {
+        let y = output_step6([&cols[0][i], &cols[1][i], &cols[2][i], &cols[3][i], &cols[4][i], &cols[5][i]]);
+        for (j, y) in y[..out.cols].iter().enumerate() {
+            out.y[i * out.rs + j * out.cs..][..LANES].copy_from_slice(&bias_act(y, bias, relu));
         }
     }
 }
