@@ -146,9 +146,16 @@ impl Winograd3x3 {
         (self.tile.m() * self.th + 2, self.tile.m() * self.tw + 2)
     }
 
-    /// Tile rows per gemm block: V_FLOATS_PER_BLOCK / (T C_in) tiles, in whole rows.
+    /// Tile rows per gemm block: V_FLOATS_PER_BLOCK / (T C_in) tiles, in whole rows, rounded up
+    /// to a multiple of 6 tiles. The gemm crate's AVX2 f32 kernel takes the tiles 6 at a time
+    /// (the output channels 16 at a time), and a remainder goes through a narrower kernel at a
+    /// fraction of its speed: 56 tiles left 2 (x2x2 was 4% of model A's inference samples). At
+    /// batch 64 (medians of 4 alternating runs) 32 -> 32 at 28 px 8 -> 12 rows 3.48 -> 3.22 ms,
+    /// 64 -> 64 at 14 px 7 -> 9 rows 3.16 -> 3.03, 128 -> 128 at 7 px 7 -> 9 rows 3.37 -> 2.99;
+    /// rounding down instead was faster at 28 px (3.10) but slower at 14 px (3.46).
     fn rows_per_block(&self) -> usize {
-        self.rows_for(V_FLOATS_PER_BLOCK)
+        let unit = 6 / gcd(self.tw, 6);
+        self.rows_for(V_FLOATS_PER_BLOCK).next_multiple_of(unit)
     }
 
     /// Whole tile rows whose V holds at most `floats` floats (at least one row).
@@ -676,6 +683,15 @@ fn rows_channels_last(
     transpose(&img[rows.start * w..], plane, &mut staging[..n * c], c, c, n);
     for (r, src) in staging[..n * c].chunks_exact(row).enumerate() {
         dst[r * dst_rs..][..row].copy_from_slice(src);
+    }
+}
+
+/// Greatest common divisor.
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 
