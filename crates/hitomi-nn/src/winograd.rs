@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::conv_op::{gemm_threads, matmul, Epilogue};
+use crate::conv_op::{gcd, gemm_threads, matmul, Epilogue};
 
 /// Bound on the floats of V per gemm block (tiles x C_in x T): 256 KiB, so a block's V and M stay
 /// in the core's cache while its gemms are not tiny.
@@ -683,15 +683,6 @@ fn rows_channels_last(
     transpose(&img[rows.start * w..], plane, &mut staging[..n * c], c, c, n);
     for (r, src) in staging[..n * c].chunks_exact(row).enumerate() {
         dst[r * dst_rs..][..row].copy_from_slice(src);
-    }
-}
-
-/// Greatest common divisor.
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }
 
