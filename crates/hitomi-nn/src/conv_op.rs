@@ -198,15 +198,59 @@ pub(crate) fn matmul(
     threads: usize,
 ) {
     debug_assert!(dst.len() >= m * n);
-    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the slices cover every element addressed by the given sizes and strides (checked by
     // construction at each call site), and dst does not alias lhs or rhs.
+    unsafe { gemm_raw((m, n, k), dst.as_mut_ptr(), accumulate, (lhs, lhs_rs, lhs_cs), (rhs, rhs_rs, rhs_cs), threads) }
+}
+
+/// dst (m, n) = lhs (m, k) x rhs (k, n) into uninitialised memory (`dst` m n floats, rows n
+/// apart; `lhs` and `rhs` with their row and column strides), returned initialised.
+pub(crate) fn matmul_into<'a>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &'a mut [MaybeUninit<f32>],
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+    threads: usize,
+) -> &'a mut [f32] {
+    assert_eq!(dst.len(), m * n, "matmul: dst has the wrong size");
+    if m * n * k > 0 {
+        assert!(lhs.0.len() > (m - 1) * lhs.1 + (k - 1) * lhs.2, "matmul: lhs too short");
+        assert!(rhs.0.len() > (k - 1) * rhs.1 + (n - 1) * rhs.2, "matmul: rhs too short");
+    }
+    // SAFETY: the bounds are checked above, dst does not alias lhs or rhs, and without
+    // `accumulate` the gemm only writes dst, every one of its m n elements.
+    unsafe {
+        gemm_raw((m, n, k), dst.as_mut_ptr().cast::<f32>(), false, lhs, rhs, threads);
+        // SAFETY: initialised just above; MaybeUninit<f32> has f32's layout.
+        &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32])
+    }
+}
+
+/// The gemm crate's call behind `matmul` and `matmul_into`: dst (m, n), rows n apart,
+/// = [dst +] lhs x rhs, lhs and rhs as (data, row stride, column stride). With `accumulate` false
+/// the old dst is not read (its factor is ignored), so it may be uninitialised.
+///
+/// # Safety
+/// `dst` must be valid for writes (and reads, with `accumulate`) of the m n elements, the slices
+/// must cover every element their strides address, and dst must not alias them.
+unsafe fn gemm_raw(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    accumulate: bool,
+    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
+    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
+    threads: usize,
+) {
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: as the caller guarantees.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,
@@ -223,53 +267,6 @@ pub(crate) fn matmul(
             false,
             par,
         )
-    }
-}
-
-/// dst (m, n) = lhs (m, k) x rhs (k, n) into uninitialised memory (`dst` m n floats, rows n
-/// apart; `lhs` and `rhs` with their row and column strides), returned initialised.
-pub(crate) fn matmul_into<'a>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &'a mut [MaybeUninit<f32>],
-    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
-    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
-    threads: usize,
-) -> &'a mut [f32] {
-    assert_eq!(dst.len(), m * n, "matmul: dst has the wrong size");
-    if m * n * k > 0 {
-        assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs, "matmul: lhs too short");
-        assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs, "matmul: rhs too short");
-    }
-    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the bounds are checked above, dst does not alias lhs or rhs, and with read_dst
-    // false the gemm only writes dst, every one of its m n elements (beta = 1 scales the
-    // product; alpha, for the old dst, is not read).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr().cast::<f32>(),
-            1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-        // SAFETY: initialised just above; MaybeUninit<f32> has f32's layout.
-        &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32])
     }
 }
 
