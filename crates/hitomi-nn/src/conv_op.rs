@@ -6,8 +6,9 @@
 //!
 //! Work is split over the batch with rayon and each gemm runs single-threaded (no nested pools);
 //! for batch sizes below the thread count the forward splits each image into blocks of output
-//! rows, and the backward passes thread the gemm itself. Weight gradients are
-//! summed over fixed chunks of the batch in a fixed order, so results do not depend on threads.
+//! rows, the col2im input gradient (and so the transposed convolution) into groups of channels,
+//! and the weight gradient threads the gemm itself. Weight gradients are summed over fixed chunks
+//! of the batch in a fixed order, so results do not depend on threads.
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
@@ -88,9 +89,10 @@ fn valid_cols(off: isize, stride: usize, w: usize, wo: usize) -> (usize, usize) 
 /// `rows` only, into rows of `cols` `ld` apart ((rows.len() Wo) used of each). Only the cells
 /// that read the input are written: `cols` must already hold zeros where the padding falls
 /// (per-row fills of one or two padding cells cost a memset call each and were a measurable part
-/// of a training step). Row segments that fall wholly in the top or bottom padding are zeroed here, since a
-/// buffer reused for other row ranges holds input there; left and right padding cells sit at
-/// the same place for every range of one geometry, so a zeroed buffer keeps them zero.
+/// of a training step). Row segments that fall wholly in the top or bottom padding are zeroed
+/// here, since a buffer reused for other row ranges holds input there; left and right padding
+/// cells sit at the same place for every range of one geometry, so a zeroed buffer keeps them
+/// zero.
 fn im2col_rows(x: &[f32], d: &Dims, g: ConvGeom, rows: std::ops::Range<usize>, ld: usize, cols: &mut [f32]) {
     let np = rows.len() * d.wo;
     for c in 0..d.ci {
@@ -682,8 +684,8 @@ impl CustomOp2 for Conv2dInputGrad {
 /// `Conv2dInputGrad` for a batch below the thread count (a transposed convolution's batch-1
 /// latency): each image's input channels are split into about two groups per thread, and each
 /// group is one task, its rows of w^T dy (a single-threaded gemm) then its channels' col2im. One
-/// gemm threaded inside and a serial col2im took 0.31-0.41 ms for model B's 2x2 stride-2 decoder
-/// layers at batch 1.
+/// gemm threaded inside and a serial col2im took 0.21-0.22 and 0.26-0.29 ms for model B's 2x2
+/// stride-2 decoder layers at batch 1 (medians of 301 in a probe), this 0.14-0.16 and 0.24.
 /// dy: (B, C_out, Ho, Wo), w: (C_out, C_in, kh, kw) -> dx (B, C_in, H, W), zeroed on entry.
 fn input_grad_by_channels(dy: &[f32], w: &[f32], d: &Dims, g: ConvGeom, dx: &mut [f32]) {
     let (k, n, kk, plane) = (d.k(), d.hw_out(), d.kh * d.kw, d.h * d.w);
