@@ -199,10 +199,14 @@ impl Winograd3x3 {
             Tile::F4 => g6_times(x, y, z, out),
         };
         // by_channel[i] (T, C_out): (G g G^T)_t for every output channel, of input channel i.
-        let mut by_channel = vec![0f32; ci * a * a * co];
-        by_channel.par_chunks_mut(a * a * co).enumerate().for_each_init(
+        // Neither it nor U is zeroed on the calling thread first (`vec![0f32; n]`): each chunk is
+        // zeroed by the task that fills it, in its cache, and U is written once by copies.
+        let len = ci * a * a * co;
+        let mut by_channel = Vec::with_capacity(len);
+        by_channel.spare_capacity_mut()[..len].par_chunks_mut(a * a * co).enumerate().for_each_init(
             || (vec![0f32; 9 * co], vec![0f32; 3 * a * co]),
             |(taps, gg), (i, ui)| {
+                let ui = zeroed(ui);
                 // The nine taps of every output channel are gathered into nine runs over C_out,
                 // and both steps of the transform are then element-wise over such runs, so they
                 // vectorise. One 3x3 kernel at a time took ~1 ms for 128 x 128 kernels; this way
@@ -225,12 +229,16 @@ impl Winograd3x3 {
                 }
             },
         );
-        let mut u = vec![0f32; a * a * ci * co];
-        u.par_chunks_mut(ci * co).enumerate().for_each(|(t, ut)| {
+        // SAFETY: every chunk was initialised by `zeroed` above.
+        unsafe { by_channel.set_len(len) };
+        let mut u = Vec::with_capacity(len);
+        u.spare_capacity_mut()[..len].par_chunks_mut(ci * co).enumerate().for_each(|(t, ut)| {
             for (i, run) in ut.chunks_exact_mut(co).enumerate() {
-                run.copy_from_slice(&by_channel[(i * a * a + t) * co..][..co]);
+                run.write_copy_of_slice(&by_channel[(i * a * a + t) * co..][..co]);
             }
         });
+        // SAFETY: each chunk's C_in runs of C_out cover it, all written just above.
+        unsafe { u.set_len(len) };
         u
     }
 
@@ -661,6 +669,13 @@ impl Winograd3x3 {
             }
         }
     }
+}
+
+/// `chunk` zero-filled, as floats.
+fn zeroed(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    chunk.fill(MaybeUninit::new(0.0));
+    // SAFETY: every element was just initialised; MaybeUninit<f32> has f32's layout.
+    unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// Rows `rows` of a (C, H, W) image `img` channels-last into `dst`: row iy's W C floats at
