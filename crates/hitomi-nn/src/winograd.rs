@@ -21,6 +21,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::conv_op::{gcd, gemm_threads, matmul, Epilogue};
+use crate::cpu_slice::zeroed;
 
 /// Bound on the floats of V per gemm block (tiles x C_in x T): 256 KiB, so a block's V and M stay
 /// in the core's cache while its gemms are not tiny.
@@ -669,13 +670,6 @@ impl Winograd3x3 {
             }
         }
     }
-}
-
-/// `chunk` zero-filled, as floats.
-fn zeroed(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
-    chunk.fill(MaybeUninit::new(0.0));
-    // SAFETY: every element was just initialised; MaybeUninit<f32> has f32's layout.
-    unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// Rows `rows` of a (C, H, W) image `img` channels-last into `dst`: row iy's W C floats at
