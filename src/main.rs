@@ -37,6 +37,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     hitomi_core::alloc::keep_freed_memory();
+    hitomi_core::threads::join_pool_from_main();
     match Cli::parse().cmd {
         Command::Tour(a) => hitomi::tour::run(&a).map(|_| ()),
         Command::Bench(a) => hitomi::bench::run(&a).map(|_| ()),

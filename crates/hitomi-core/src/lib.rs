@@ -1,5 +1,5 @@
 //! hitomi-core: what every crate shares: seeded randomness, the parameter store, checkpoint I/O,
-//! image decoding with limits, and golden-value helpers for tests.
+//! image decoding with limits, golden-value helpers for tests, and allocator and thread setup.
 
 pub mod alloc;
 pub mod boxes;
@@ -8,6 +8,7 @@ pub mod image_io;
 pub mod params;
 pub mod rng;
 pub mod testing;
+pub mod threads;
 
 pub use params::{Init, ParamKind, ParamPath, ParamStore};
 pub use rng::SeededRng;

@@ -24,6 +24,7 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
 fn main() -> candle_core::Result<()> {
     // As every hitomi binary: freed tensors stay in the heap, so the timings are not page faults.
     hitomi_core::alloc::keep_freed_memory();
+    hitomi_core::threads::join_pool_from_main();
     let dev = Device::Cpu;
     // (label, batch, c_in, c_out, side, kernel, stride)
     let cases = [

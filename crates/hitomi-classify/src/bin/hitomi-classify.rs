@@ -12,5 +12,6 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     hitomi_core::alloc::keep_freed_memory();
+    hitomi_core::threads::join_pool_from_main();
     run(&Cli::parse().cmd)
 }
