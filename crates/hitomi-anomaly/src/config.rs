@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub enum ImageScore {
     /// PANDA: mean distance of the image's pooled feature to its k nearest normal image features.
     Knn,
-    /// PatchCore: the largest patch distance of the (smoothed) anomaly map.
+    /// PatchCore: the largest patch distance of the anomaly map (smoothed by `image_smoothing_sigma`).
     MaxPatch,
 }
 
@@ -54,6 +54,10 @@ pub struct AnomalyConfig {
     pub projection_dim: usize,
     /// Gaussian sigma (pixels at image size) smoothing the anomaly map.
     pub smoothing_sigma: f32,
+    /// Gaussian sigma of the map whose maximum is the max-patch image score (0 = the map before
+    /// smoothing, PatchCore's largest patch score). Smoothing spreads a thin or small defect's peak
+    /// over its neighbours, which helps the pixel map but lowers the peak the image score reads.
+    pub image_smoothing_sigma: f32,
     /// Fraction of train/good held out of the memory to calibrate the threshold and heat-map scale.
     pub holdout_fraction: f64,
     pub seed: u64,
@@ -76,6 +80,7 @@ impl Default for AnomalyConfig {
             coreset_max: 2_500,
             projection_dim: 128,
             smoothing_sigma: 4.0,
+            image_smoothing_sigma: 0.0,
             holdout_fraction: 0.1,
             seed: 0,
         }

@@ -181,19 +181,30 @@ impl AnomalyModel {
         let d = nearest_distance(&patches, &self.patch_bank)?;
         let low = Tensor::from_vec(d, (idx.len(), 1, h, w), &Device::Cpu)?;
         let full = if (h, w) == (ih, iw) { low } else { upsample_bilinear2d(&low, (ih, iw))? };
-        let maps: Vec<Vec<f32>> = full
+        let raw_maps: Vec<Vec<f32>> = full
             .flatten_from(1)?
             .to_vec2::<f32>()?
             .into_iter()
             .map(|mut m| {
                 fill_border(&mut m, ih, iw, cfg.border_ignore);
-                smooth(m, ih, iw, cfg.smoothing_sigma)
+                m
             })
             .collect();
         let image = match cfg.image_score {
             ImageScore::Knn => mean_knn_distance(&feats, &self.image_bank, cfg.k)?.into_iter().map(f64::from).collect(),
-            ImageScore::MaxPatch => maps.iter().map(|m| m.iter().copied().fold(f32::MIN, f32::max) as f64).collect(),
+            ImageScore::MaxPatch => raw_maps
+                .iter()
+                .map(|m| {
+                    let peak = |m: &[f32]| m.iter().copied().fold(f32::MIN, f32::max) as f64;
+                    if cfg.image_smoothing_sigma > 0.0 {
+                        peak(&smooth(m.clone(), ih, iw, cfg.image_smoothing_sigma))
+                    } else {
+                        peak(m)
+                    }
+                })
+                .collect(),
         };
+        let maps = raw_maps.into_iter().map(|m| smooth(m, ih, iw, cfg.smoothing_sigma)).collect();
         Ok(Scores { image, maps })
     }
 
@@ -226,6 +237,10 @@ impl AnomalyModel {
         let raw: serde_json::Value = w.config()?;
         if raw["config"].get("border_ignore").is_none() {
             meta.config.border_ignore = 0;
+        }
+        // Likewise one fitted before the image score had its own smoothing read the pixel map's.
+        if raw["config"].get("image_smoothing_sigma").is_none() {
+            meta.config.image_smoothing_sigma = meta.config.smoothing_sigma;
         }
         let store = ParamStore::new(0, &Device::Cpu);
         let net = ResNet::new(&store.root(), &ResNetConfig::from_arch(meta.arch, meta.channels))?;
