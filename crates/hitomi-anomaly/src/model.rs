@@ -112,6 +112,19 @@ fn smooth(map: Vec<f32>, h: usize, w: usize, sigma: f32) -> Vec<f32> {
     imageproc::filter::gaussian_blur_f32(&img, sigma).into_raw()
 }
 
+/// A model fitted before a setting existed is used as it was fitted, not with the setting's
+/// default: `stored` is the config as written in the model file, `config` as deserialised from it.
+fn as_fitted(config: &mut AnomalyConfig, stored: &serde_json::Value) {
+    // Before the ignored border band, the whole map was measured.
+    if stored.get("border_ignore").is_none() {
+        config.border_ignore = 0;
+    }
+    // Before the image score had its own smoothing, it read the pixel map's.
+    if stored.get("image_smoothing_sigma").is_none() {
+        config.image_smoothing_sigma = config.smoothing_sigma;
+    }
+}
+
 impl AnomalyModel {
     /// Fits on the normal images `train` (already sized to the config's image size).
     pub fn fit(backbone: FrozenBackbone, cfg: &AnomalyConfig, train: &ImageSet, quiet: bool) -> Result<Self> {
@@ -192,17 +205,19 @@ impl AnomalyModel {
             .collect();
         let image = match cfg.image_score {
             ImageScore::Knn => mean_knn_distance(&feats, &self.image_bank, cfg.k)?.into_iter().map(f64::from).collect(),
-            ImageScore::MaxPatch => raw_maps
-                .iter()
-                .map(|m| {
-                    let peak = |m: &[f32]| m.iter().copied().fold(f32::MIN, f32::max) as f64;
-                    if cfg.image_smoothing_sigma > 0.0 {
-                        peak(&smooth(m.clone(), ih, iw, cfg.image_smoothing_sigma))
-                    } else {
-                        peak(m)
-                    }
-                })
-                .collect(),
+            ImageScore::MaxPatch => {
+                let peak = |m: &[f32]| m.iter().copied().fold(f32::MIN, f32::max) as f64;
+                raw_maps
+                    .iter()
+                    .map(|m| {
+                        if cfg.image_smoothing_sigma > 0.0 {
+                            peak(&smooth(m.clone(), ih, iw, cfg.image_smoothing_sigma))
+                        } else {
+                            peak(m)
+                        }
+                    })
+                    .collect()
+            }
         };
         let maps = raw_maps.into_iter().map(|m| smooth(m, ih, iw, cfg.smoothing_sigma)).collect();
         Ok(Scores { image, maps })
@@ -232,16 +247,8 @@ impl AnomalyModel {
         let w = TaskWeights::open(weights, "anomaly")?;
         let mut meta: FittedMeta = w.config()?;
         let name = w.path.display().to_string();
-        // A model fitted before the ignored border existed is used as it was fitted (the config
-        // default would otherwise apply).
         let raw: serde_json::Value = w.config()?;
-        if raw["config"].get("border_ignore").is_none() {
-            meta.config.border_ignore = 0;
-        }
-        // Likewise one fitted before the image score had its own smoothing read the pixel map's.
-        if raw["config"].get("image_smoothing_sigma").is_none() {
-            meta.config.image_smoothing_sigma = meta.config.smoothing_sigma;
-        }
+        as_fitted(&mut meta.config, &raw["config"]);
         let store = ParamStore::new(0, &Device::Cpu);
         let net = ResNet::new(&store.root(), &ResNetConfig::from_arch(meta.arch, meta.channels))?;
         store.load_checked(&w.file.tensors, &name, &|n| n.starts_with("memory."))?;
@@ -292,5 +299,24 @@ mod tests {
         let mut same: Vec<f32> = (0..25).map(|v| v as f32).collect();
         fill_border(&mut same, 5, 5, 0);
         assert_eq!(same, (0..25).map(|v| v as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn settings_missing_from_an_older_model_file_take_the_values_it_was_fitted_with() {
+        let read = |json: &str| {
+            let stored: serde_json::Value = serde_json::from_str(json).unwrap();
+            let mut config: AnomalyConfig = serde_json::from_value(stored.clone()).unwrap();
+            as_fitted(&mut config, &stored);
+            config
+        };
+        let old = read(r#"{"smoothing_sigma": 3.0}"#);
+        assert_eq!((old.border_ignore, old.image_smoothing_sigma), (0, 3.0));
+        let new = read(r#"{"smoothing_sigma": 3.0, "border_ignore": 5, "image_smoothing_sigma": 0.0}"#);
+        assert_eq!((new.border_ignore, new.image_smoothing_sigma), (5, 0.0));
+        // A current file keeps whatever it stored, defaults included.
+        let current = serde_json::to_value(AnomalyConfig::default()).unwrap();
+        let mut config = AnomalyConfig::default();
+        as_fitted(&mut config, &current);
+        assert_eq!(config, AnomalyConfig::default());
     }
 }
