@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// Time only this model (a or b), e.g. under a profiler; the JSON then holds only its key.
     #[arg(long, value_parser = ["a", "b"])]
     pub model: Option<String>,
+    /// Time only this phase (train, infer or latency), e.g. under a profiler; `--steps` sets how
+    /// many times it is timed and the JSON then holds only its figure.
+    #[arg(long, value_parser = ["train", "infer", "latency"])]
+    pub phase: Option<String>,
 }
 
 /// relu(ConvBn(cin, 32, 3, 1, 1)) then the six blocks of the reference.
@@ -163,53 +167,63 @@ fn measure(case: &Case, model: &dyn BenchModel, store: &ParamStore, a: &BenchArg
             Ok((Tensor::from_vec(x, (batch, shape[0], shape[1], shape[2]), &dev)?, ys?))
         })
         .collect::<Result<_>>()?;
-    let mut opt = Optimizer::new(store, &OptimizerConfig::Sgd { momentum: 0.9, nesterov: false }, 0.0);
-    reset_peak_rss();
-    let mut times = Vec::new();
-    for i in 0..a.warmup + a.steps {
-        let (x, y) = &data[i % data.len()];
-        let t = Instant::now();
-        let loss = cross_entropy(&model.forward(x, true)?, y, &CrossEntropyOptions::default())?;
-        opt.step(&loss.backward()?, 0.01)?;
-        if i >= a.warmup {
-            times.push(t.elapsed().as_secs_f64());
+    let runs = |phase: &str, default: usize| match a.phase.as_deref() {
+        None => default,
+        Some(p) if p == phase => a.steps,
+        Some(_) => 0,
+    };
+    let mut out = json!({});
+    let train_steps = runs("train", a.steps);
+    if train_steps > 0 {
+        let mut opt = Optimizer::new(store, &OptimizerConfig::Sgd { momentum: 0.9, nesterov: false }, 0.0);
+        reset_peak_rss();
+        let mut times = Vec::new();
+        for i in 0..a.warmup + train_steps {
+            let (x, y) = &data[i % data.len()];
+            let t = Instant::now();
+            let loss = cross_entropy(&model.forward(x, true)?, y, &CrossEntropyOptions::default())?;
+            opt.step(&loss.backward()?, 0.01)?;
+            if i >= a.warmup {
+                times.push(t.elapsed().as_secs_f64());
+            }
         }
+        out["train_img_s"] = json!(batch as f64 / median(times));
+        out["train_peak_rss_mb"] = json!(peak_rss().map(|b| b as f64 / 1048576.0));
     }
-    let train_peak = peak_rss();
-    let train_img_s = batch as f64 / median(times);
-    let x64 = Tensor::randn(0f32, 1.0, (64, shape[0], shape[1], shape[2]), &dev)?;
-    let x1 = Tensor::randn(0f32, 1.0, (1, shape[0], shape[1], shape[2]), &dev)?;
-    for _ in 0..2 {
-        model.forward(&x64, false)?;
+    // Eval-mode forward passes timed `n` times after `warm` untimed ones; the median in seconds.
+    let time_forward = |xs: &Tensor, warm: usize, n: usize| -> Result<f64> {
+        for _ in 0..warm {
+            model.forward(xs, false)?;
+        }
+        let mut ts = Vec::new();
+        for _ in 0..n {
+            let t = Instant::now();
+            model.forward(xs, false)?;
+            ts.push(t.elapsed().as_secs_f64());
+        }
+        Ok(median(ts))
+    };
+    let infer_runs = runs("infer", 10);
+    if infer_runs > 0 {
+        let x64 = Tensor::randn(0f32, 1.0, (64, shape[0], shape[1], shape[2]), &dev)?;
+        out["infer_img_s"] = json!(64.0 / time_forward(&x64, 2, infer_runs)?);
     }
-    let mut t64 = Vec::new();
-    for _ in 0..10 {
-        let t = Instant::now();
-        model.forward(&x64, false)?;
-        t64.push(t.elapsed().as_secs_f64());
+    let latency_runs = runs("latency", 50);
+    if latency_runs > 0 {
+        let x1 = Tensor::randn(0f32, 1.0, (1, shape[0], shape[1], shape[2]), &dev)?;
+        out["latency_ms"] = json!(1e3 * time_forward(&x1, 5, latency_runs)?);
     }
-    for _ in 0..5 {
-        model.forward(&x1, false)?;
-    }
-    let mut t1 = Vec::new();
-    for _ in 0..50 {
-        let t = Instant::now();
-        model.forward(&x1, false)?;
-        t1.push(t.elapsed().as_secs_f64());
-    }
-    let out = json!({
-        "train_img_s": train_img_s,
-        "infer_img_s": 64.0 / median(t64),
-        "latency_ms": 1e3 * median(t1),
-        "train_peak_rss_mb": train_peak.map(|b| b as f64 / 1048576.0),
-    });
-    println!(
-        "hitomi {name}: train {:.1} img/s, infer {:.1} img/s, latency {:.2} ms, training peak RSS {} MB",
-        out["train_img_s"].as_f64().unwrap(),
-        out["infer_img_s"].as_f64().unwrap(),
-        out["latency_ms"].as_f64().unwrap(),
-        out["train_peak_rss_mb"].as_f64().map(|m| format!("{m:.0}")).unwrap_or_else(|| "?".into())
-    );
+    let fig = |k: &str, unit: &str| out[k].as_f64().map(|v| format!("{k} {v:.2} {unit}"));
+    let figures: Vec<String> = [
+        fig("train_img_s", "img/s"),
+        fig("infer_img_s", "img/s"),
+        fig("latency_ms", "ms"),
+        fig("train_peak_rss_mb", "MB (training peak RSS)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    println!("hitomi {name}: {}", figures.join(", "));
     Ok(out)
 }
 

@@ -17,6 +17,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu_slice::{contiguous_f32, par_zeros};
+use crate::scratch_pool::ScratchBuf;
 use crate::winograd::Winograd3x3;
 
 /// Stride, padding and dilation (same in both directions).
@@ -417,13 +418,27 @@ fn forward_kernel(
         && Winograd3x3::applies(d.kh, d.kw, g.stride, g.dilation, d.ci, d.co)
         && d.ho * d.wo >= WINOGRAD_ROWS_MIN_OUTPUTS
     {
-        let mut out = par_zeros(d.b * d.co * n, d.co * n);
-        Winograd3x3::new(d.b, d.ci, d.h, d.w, d.co, g.padding).forward_rows(x, w, epilogue, &mut out);
+        // Both paths below write every output element, so it starts uninitialised: zeroed, its
+        // parallel fill was one more wake-up of the pool per layer (memset ~2% of model B's
+        // batch-1 forward).
+        let len = d.b * d.co * n;
+        let mut out = Vec::with_capacity(len);
+        Winograd3x3::new(d.b, d.ci, d.h, d.w, d.co, g.padding).forward_rows(
+            x,
+            w,
+            epilogue,
+            &mut out.spare_capacity_mut()[..len],
+        );
+        // SAFETY: `forward_rows` writes all `len` elements.
+        unsafe { out.set_len(len) };
         return out;
     }
     if d.b < rayon::current_num_threads() && !d.is_pointwise(g) {
-        let mut out = par_zeros(d.b * d.co * n, d.co * n);
-        spatial_blocks_forward(x, w, d, g, epilogue, &mut out);
+        let len = d.b * d.co * n;
+        let mut out = Vec::with_capacity(len);
+        spatial_blocks_forward(x, w, d, g, epilogue, &mut out.spare_capacity_mut()[..len]);
+        // SAFETY: `spatial_blocks_forward` writes all `len` elements.
+        unsafe { out.set_len(len) };
         return out;
     }
     let threads = gemm_threads(d.b);
@@ -540,7 +555,14 @@ const COLUMN_BYTES_PER_BLOCK: usize = 256 * 1024;
 /// gemm, copied into `out` afterwards. One threaded gemm over the whole image synchronised its
 /// threads for every panel, and its column buffer overflowed the cache.
 /// x: (B, C_in, H, W), w: (C_out, C_in, kh, kw) -> out (B, C_out, Ho, Wo).
-fn spatial_blocks_forward(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue: Option<Epilogue>, out: &mut [f32]) {
+fn spatial_blocks_forward(
+    x: &[f32],
+    w: &[f32],
+    d: &Dims,
+    g: ConvGeom,
+    epilogue: Option<Epilogue>,
+    out: &mut [MaybeUninit<f32>],
+) {
     let (k, n) = (d.k(), d.hw_out());
     // Equal blocks, each with a column buffer of about COLUMN_BYTES_PER_BLOCK.
     let positions = (COLUMN_BYTES_PER_BLOCK / (4 * k)).max(64);
@@ -548,7 +570,7 @@ fn spatial_blocks_forward(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue:
     let ld = rows_per_block * d.wo;
     let blocks: Vec<(usize, usize)> =
         (0..d.b).flat_map(|bi| (0..d.ho).step_by(rows_per_block).map(move |oy| (bi, oy))).collect();
-    let results: Vec<Vec<f32>> = blocks
+    let results: Vec<ScratchBuf> = blocks
         .par_iter()
         .map_init(
             || vec![0f32; k * ld],
@@ -557,7 +579,8 @@ fn spatial_blocks_forward(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue:
                 let np = rows.len() * d.wo;
                 let xb = &x[bi * d.ci * d.h * d.w..(bi + 1) * d.ci * d.h * d.w];
                 im2col_rows(xb, d, g, rows, ld, cols);
-                let mut y = vec![0f32; d.co * np];
+                // Written in full by the gemm (no accumulation), so a reused buffer.
+                let mut y = ScratchBuf::take(d.co * np);
                 matmul(d.co, np, k, &mut y, false, w, k, 1, cols, ld, 1, 1);
                 if let Some(e) = epilogue {
                     e.apply(&mut y, np);
@@ -569,7 +592,7 @@ fn spatial_blocks_forward(x: &[f32], w: &[f32], d: &Dims, g: ConvGeom, epilogue:
     for (&(bi, oy0), y) in blocks.iter().zip(&results) {
         let np = y.len() / d.co;
         for (o, yo) in y.chunks_exact(np).enumerate() {
-            out[(bi * d.co + o) * n + oy0 * d.wo..][..np].copy_from_slice(yo);
+            out[(bi * d.co + o) * n + oy0 * d.wo..][..np].write_copy_of_slice(yo);
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Access to the data of a CPU tensor inside a `CustomOp`, and the fresh output buffers our
 //! kernels fill in parallel.
 
-use std::mem::MaybeUninit;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result};
@@ -55,14 +54,6 @@ pub(crate) fn par_zeros(len: usize, chunk: usize) -> Vec<f32> {
     par_collect(len, chunk, |_| std::iter::repeat(0f32))
 }
 
-/// A chunk of a fresh (uninitialised) buffer zero-filled, as floats: for a task that then writes
-/// its chunk through `&mut [f32]`, zeroing in its own cache rather than on the calling thread.
-pub(crate) fn zeroed(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
-    chunk.fill(MaybeUninit::new(0.0));
-    // SAFETY: every element was just initialised; MaybeUninit<f32> has f32's layout.
-    unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) }
-}
-
 /// Chunk i of `chunk` floats of `x` (the last one possibly shorter).
 pub(crate) fn chunk_of(x: &[f32], i: usize, chunk: usize) -> &[f32] {
     &x[i * chunk..((i + 1) * chunk).min(x.len())]
@@ -83,10 +74,6 @@ mod tests {
         assert_eq!(out.len(), 1003);
         assert!(out[..1000].iter().all(|&v| v == 1.0) && out[1000..] == [5.0, 6.0, 7.0]);
         assert_eq!(par_zeros(100, 9), vec![0f32; 100]);
-        let mut fresh: Vec<f32> = Vec::with_capacity(6);
-        let chunk = zeroed(&mut fresh.spare_capacity_mut()[1..5]);
-        chunk[3] = 2.0;
-        assert_eq!(chunk, [0.0, 0.0, 0.0, 2.0]);
     }
 
     #[test]

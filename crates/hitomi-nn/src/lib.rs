@@ -11,6 +11,7 @@ pub mod linear;
 pub mod losses;
 pub mod pool;
 pub mod relu_op;
+mod scratch_pool;
 pub mod upsample;
 mod winograd;
 

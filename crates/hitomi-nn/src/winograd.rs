@@ -21,7 +21,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::conv_op::{gcd, gemm_threads, matmul, Epilogue};
-use crate::cpu_slice::zeroed;
+use crate::scratch_pool::ScratchBuf;
 
 /// Bound on the floats of V per gemm block (tiles x C_in x T): 256 KiB, so a block's V and M stay
 /// in the core's cache while its gemms are not tiny.
@@ -79,12 +79,13 @@ pub(crate) struct Winograd3x3 {
 
 /// Per-task scratch: the padded image channels-last (Hp, Wp, C_in), the transformed tiles
 /// V (T, n, C_in), the gemm results M (T, n, C_out), and one output image channels-last
-/// (Ho Wo, C_out).
+/// (Ho Wo, C_out). V, M and the output image are written before they are read, so they come from
+/// the thread's reused buffers; the plane's zero border must be zeros, so it is fresh.
 struct Scratch {
     plane: Vec<f32>,
-    v: Vec<f32>,
-    m: Vec<f32>,
-    out: Vec<f32>,
+    v: ScratchBuf,
+    m: ScratchBuf,
+    out: ScratchBuf,
     /// Rows on their way channels-last (`rows_channels_last`); sized on first use.
     staging: Vec<f32>,
     /// Which of the task's images `plane` holds.
@@ -92,6 +93,24 @@ struct Scratch {
     /// The first tile row `plane` and `out` hold: 0 for whole images, a task's first row for
     /// `forward_rows`.
     row0: usize,
+}
+
+/// The start of an output buffer that parallel tasks fill at disjoint offsets.
+struct SharedOut(*mut MaybeUninit<f32>);
+
+// SAFETY: the tasks that share it write disjoint ranges (each call site says which).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The slot `offset` floats in.
+    ///
+    /// # Safety
+    /// `offset` must lie inside the buffer's allocation.
+    unsafe fn at(&self, offset: usize) -> *mut MaybeUninit<f32> {
+        // SAFETY: the caller keeps `offset` inside the allocation.
+        unsafe { self.0.add(offset) }
+    }
 }
 
 /// One block's gemm results for the output transform: tile rows `block` (n tiles) of
@@ -179,9 +198,9 @@ impl Winograd3x3 {
         let t = self.tile.positions();
         Scratch {
             plane: vec![0f32; hp * wp * self.ci],
-            v: vec![0f32; t * n * self.ci],
-            m: vec![0f32; t * n * self.co],
-            out: vec![0f32; self.ho * self.wo * self.co],
+            v: ScratchBuf::take(t * n * self.ci),
+            m: ScratchBuf::take(t * n * self.co),
+            out: ScratchBuf::take(self.ho * self.wo * self.co),
             staging: Vec::new(),
             loaded: None,
             row0: 0,
@@ -189,9 +208,11 @@ impl Winograd3x3 {
     }
 
     /// U (T, C_in, C_out) = G g G^T for every kernel g (3x3) of w (C_out, C_in, 3, 3), with
-    /// G (m + 2, 3) as in `g_times` (F2) and `g6_times` (F4). Input channels run in parallel,
-    /// each into its own (T, C_out) block, which are then interleaved into U by tile position:
-    /// on one thread this was ~2% of model A's training profile, with the other core idle.
+    /// G (m + 2, 3) as in `g_times` (F2) and `g6_times` (F4). Input channels run in parallel
+    /// (on one thread, this was ~2% of model A's training profile, with the other core idle),
+    /// each task writing its channel's T runs of C_out straight into U. Through a (C_in, T, C_out)
+    /// buffer interleaved into U by a second parallel pass, the two passes' thread wake-ups and
+    /// the copy were ~7% of the samples of model B's batch-1 forward.
     fn kernel_transform(&self, w: &[f32]) -> Vec<f32> {
         let (ci, co) = (self.ci, self.co);
         let a = self.tile.m() + 2;
@@ -199,15 +220,12 @@ impl Winograd3x3 {
             Tile::F2 => g_times(x, y, z, out),
             Tile::F4 => g6_times(x, y, z, out),
         };
-        // by_channel[i] (T, C_out): (G g G^T)_t for every output channel, of input channel i.
-        // Neither it nor U is zeroed on the calling thread first (`vec![0f32; n]`): each chunk is
-        // zeroed by the task that fills it, in its cache, and U is written once by copies.
         let len = ci * a * a * co;
-        let mut by_channel = Vec::with_capacity(len);
-        by_channel.spare_capacity_mut()[..len].par_chunks_mut(a * a * co).enumerate().for_each_init(
-            || (vec![0f32; 9 * co], vec![0f32; 3 * a * co]),
-            |(taps, gg), (i, ui)| {
-                let ui = zeroed(ui);
+        let mut u: Vec<f32> = Vec::with_capacity(len);
+        let dst = SharedOut(u.spare_capacity_mut().as_mut_ptr());
+        (0..ci).into_par_iter().for_each_init(
+            || (vec![0f32; 9 * co], vec![0f32; 3 * a * co], vec![0f32; a * a * co]),
+            |(taps, gg, ui), i| {
                 // The nine taps of every output channel are gathered into nine runs over C_out,
                 // and both steps of the transform are then element-wise over such runs, so they
                 // vectorise. One 3x3 kernel at a time took ~1 ms for 128 x 128 kernels; this way
@@ -228,17 +246,14 @@ impl Winograd3x3 {
                     let entry = |j: usize| &gg[(a * j + r) * co..][..co];
                     g(entry(0), entry(1), entry(2), row);
                 }
+                for (t, run) in ui.chunks_exact(co).enumerate() {
+                    // SAFETY: U's run (t, i) lies inside its `len` floats of capacity, and only
+                    // the task of input channel i writes it.
+                    unsafe { std::ptr::copy_nonoverlapping(run.as_ptr(), dst.at((t * ci + i) * co).cast(), co) };
+                }
             },
         );
-        // SAFETY: every chunk was initialised by `zeroed` above.
-        unsafe { by_channel.set_len(len) };
-        let mut u = Vec::with_capacity(len);
-        u.spare_capacity_mut()[..len].par_chunks_mut(ci * co).enumerate().for_each(|(t, ut)| {
-            for (i, run) in ut.chunks_exact_mut(co).enumerate() {
-                run.write_copy_of_slice(&by_channel[(i * a * a + t) * co..][..co]);
-            }
-        });
-        // SAFETY: each chunk's C_in runs of C_out cover it, all written just above.
+        // SAFETY: the tasks of the C_in channels wrote all T C_in runs of C_out floats.
         unsafe { u.set_len(len) };
         u
     }
@@ -313,8 +328,8 @@ impl Winograd3x3 {
     /// `forward` for a batch below the thread count (batch-1 latency): each image's tile rows are
     /// split over about two tasks per thread; a task loads only the input rows its tiles read,
     /// runs the T gemms single-threaded and returns its output rows (C_out, rows Wo), which are
-    /// then copied into place.
-    pub(crate) fn forward_rows(&self, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, out: &mut [f32]) {
+    /// then copied into place, writing every element of `out` (which may come uninitialised).
+    pub(crate) fn forward_rows(&self, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, out: &mut [MaybeUninit<f32>]) {
         let u = self.kernel_transform(w);
         let (ci, co, m, t_all) = (self.ci, self.co, self.tile.m(), self.tile.positions());
         let (in_image, plane) = (ci * self.h * self.w, self.ho * self.wo);
@@ -323,15 +338,15 @@ impl Winograd3x3 {
         let blocks: Vec<Range<usize>> =
             (0..self.th).step_by(per_task).map(|t0| t0..(t0 + per_task).min(self.th)).collect();
         for (xb, yb) in x.chunks_exact(in_image).zip(out.chunks_exact_mut(co * plane)) {
-            let parts: Vec<Vec<f32>> = blocks
+            let parts: Vec<ScratchBuf> = blocks
                 .par_iter()
                 .map(|rows| {
                     let n = rows.len() * self.tw;
                     let mut s = Scratch {
                         plane: vec![0f32; (m * rows.len() + 2) * wp * ci],
-                        v: vec![0f32; t_all * n * ci],
-                        m: vec![0f32; t_all * n * co],
-                        out: vec![0f32; m * rows.len() * self.wo * co],
+                        v: ScratchBuf::take(t_all * n * ci),
+                        m: ScratchBuf::take(t_all * n * co),
+                        out: ScratchBuf::take(m * rows.len() * self.wo * co),
                         staging: Vec::new(),
                         // Filled just below with this task's rows only (the loader is skipped).
                         loaded: Some(0),
@@ -354,7 +369,7 @@ impl Winograd3x3 {
                     let job = Gemmed { block: rows.clone(), row0: rows.start, n, m: &s.m, ep: epilogue };
                     self.output_rows::<f32>(job, &mut s.out, &mut []);
                     let np = ((m * rows.end).min(self.ho) - m * rows.start) * self.wo;
-                    let mut part = vec![0f32; co * np];
+                    let mut part = ScratchBuf::take(co * np);
                     transpose(&s.out, co, &mut part, np, np, co);
                     part
                 })
@@ -362,7 +377,7 @@ impl Winograd3x3 {
             for (rows, part) in blocks.iter().zip(&parts) {
                 let (start, np) = (m * rows.start * self.wo, part.len() / co);
                 for (c, run) in part.chunks_exact(np).enumerate() {
-                    yb[c * plane + start..][..np].copy_from_slice(run);
+                    yb[c * plane + start..][..np].write_copy_of_slice(run);
                 }
             }
         }
@@ -400,13 +415,16 @@ impl Winograd3x3 {
                 let transforms = kept.is_none();
                 let mut s = Scratch {
                     plane: vec![0f32; if transforms { hp * wp * ci } else { 0 }],
-                    v: vec![0f32; if transforms { t_all * n_max * ci } else { 0 }],
-                    m: vec![0f32; t_all * n_max * co],
-                    out: vec![0f32; (hp - 2) * (wp - 2) * co],
+                    v: ScratchBuf::take(if transforms { t_all * n_max * ci } else { 0 }),
+                    m: ScratchBuf::take(t_all * n_max * co),
+                    out: ScratchBuf::take((hp - 2) * (wp - 2) * co),
                     staging: Vec::new(),
                     loaded: None,
                     row0: 0,
                 };
+                // dy goes into `out` channels-last with zeros past the output's edge, which
+                // no load writes.
+                s.out.fill(0.0);
                 let mut dy_loaded = None;
                 let mut acc = vec![0f32; t_all * ci * co];
                 let rows = images * self.th;
@@ -1288,8 +1306,10 @@ mod tests {
                 let ours = Tensor::from_vec(out, (b, co, wg.ho, wg.wo), &dev).unwrap();
                 let case = format!("{tile:?} b{b} {ci}->{co} {h}x{w} pad {pad} relu {relu}");
                 assert_close(&case, &ours, &direct, 0.0, 1e-4, true).unwrap();
-                let mut rows = vec![f32::NAN; b * co * wg.ho * wg.wo];
+                let mut rows = vec![MaybeUninit::new(f32::NAN); b * co * wg.ho * wg.wo];
                 wg.forward_rows(&xv, &wv, Some(Epilogue { bias: &bv, relu }), &mut rows);
+                // SAFETY: as above.
+                let rows: Vec<f32> = rows.iter().map(|v| unsafe { v.assume_init() }).collect();
                 let rows = Tensor::from_vec(rows, (b, co, wg.ho, wg.wo), &dev).unwrap();
                 assert_close(&format!("{case}, row tasks"), &rows, &direct, 0.0, 1e-4, true).unwrap();
             }
