@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::{contiguous_f32, par_zeros};
+use crate::cpu_slice::{contiguous_f32, par_zeros, SharedOut};
 use crate::scratch_pool::ScratchBuf;
 use crate::winograd::Winograd3x3;
 
@@ -570,31 +570,29 @@ fn spatial_blocks_forward(
     let ld = rows_per_block * d.wo;
     let blocks: Vec<(usize, usize)> =
         (0..d.b).flat_map(|bi| (0..d.ho).step_by(rows_per_block).map(move |oy| (bi, oy))).collect();
-    let results: Vec<ScratchBuf> = blocks
-        .par_iter()
-        .map_init(
-            || vec![0f32; k * ld],
-            |cols, &(bi, oy0)| {
-                let rows = oy0..(oy0 + rows_per_block).min(d.ho);
-                let np = rows.len() * d.wo;
-                let xb = &x[bi * d.ci * d.h * d.w..(bi + 1) * d.ci * d.h * d.w];
-                im2col_rows(xb, d, g, rows, ld, cols);
-                // Written in full by the gemm (no accumulation), so a reused buffer.
-                let mut y = ScratchBuf::take(d.co * np);
-                matmul(d.co, np, k, &mut y, false, w, k, 1, cols, ld, 1, 1);
-                if let Some(e) = epilogue {
-                    e.apply(&mut y, np);
-                }
-                y
-            },
-        )
-        .collect();
-    for (&(bi, oy0), y) in blocks.iter().zip(&results) {
-        let np = y.len() / d.co;
-        for (o, yo) in y.chunks_exact(np).enumerate() {
-            out[(bi * d.co + o) * n + oy0 * d.wo..][..np].write_copy_of_slice(yo);
-        }
-    }
+    let out = SharedOut::new(out);
+    blocks.par_iter().for_each_init(
+        || vec![0f32; k * ld],
+        |cols, &(bi, oy0)| {
+            let rows = oy0..(oy0 + rows_per_block).min(d.ho);
+            let np = rows.len() * d.wo;
+            let xb = &x[bi * d.ci * d.h * d.w..(bi + 1) * d.ci * d.h * d.w];
+            im2col_rows(xb, d, g, rows, ld, cols);
+            // Written in full by the gemm (no accumulation), so a reused buffer.
+            let mut y = ScratchBuf::take(d.co * np);
+            matmul(d.co, np, k, &mut y, false, w, k, 1, cols, ld, 1, 1);
+            if let Some(e) = epilogue {
+                e.apply(&mut y, np);
+            }
+            // Each task places its rows itself: all of them copied in after the parallel pass,
+            // on one thread, left the other core idle (model B's batch-1 latency 5.27 -> 5.07
+            // ms, medians of 5 alternating runs).
+            for (o, yo) in y.chunks_exact(np).enumerate() {
+                // SAFETY: the blocks' (image, rows) ranges are disjoint, so are these runs.
+                unsafe { out.write((bi * d.co + o) * n + oy0 * d.wo, yo) };
+            }
+        },
+    );
 }
 
 /// y = conv2d(x, w): (B, C_in, H, W) x (C_out, C_in, kh, kw) -> (B, C_out, Ho, Wo).

@@ -1,6 +1,7 @@
 //! Access to the data of a CPU tensor inside a `CustomOp`, and the fresh output buffers our
 //! kernels fill in parallel.
 
+use std::mem::MaybeUninit;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result};
@@ -52,6 +53,36 @@ pub(crate) fn par_collect<I: Iterator<Item = f32>>(
 /// hand it to a gemm): `vec![0f32; len]` zeroes on the calling thread alone.
 pub(crate) fn par_zeros(len: usize, chunk: usize) -> Vec<f32> {
     par_collect(len, chunk, |_| std::iter::repeat(0f32))
+}
+
+/// An output buffer that parallel tasks fill at disjoint offsets, for layouts where a task's
+/// share is not one contiguous chunk (e.g. a band of rows in every channel plane).
+pub(crate) struct SharedOut<'a> {
+    ptr: *mut MaybeUninit<f32>,
+    len: usize,
+    _buf: std::marker::PhantomData<&'a mut [MaybeUninit<f32>]>,
+}
+
+// SAFETY: tasks sharing it write disjoint ranges (`write`'s contract), and it borrows the
+// buffer mutably for its whole life, so nothing else reads or writes it meanwhile.
+unsafe impl Send for SharedOut<'_> {}
+unsafe impl Sync for SharedOut<'_> {}
+
+impl<'a> SharedOut<'a> {
+    pub(crate) fn new(buf: &'a mut [MaybeUninit<f32>]) -> Self {
+        Self { ptr: buf.as_mut_ptr(), len: buf.len(), _buf: std::marker::PhantomData }
+    }
+
+    /// Copies `src` to `offset..offset + src.len()`.
+    ///
+    /// # Safety
+    /// No other task writes that range while the buffer is shared.
+    pub(crate) unsafe fn write(&self, offset: usize, src: &[f32]) {
+        assert!(offset + src.len() <= self.len, "SharedOut: write past the end");
+        // SAFETY: in bounds (checked), and the caller keeps the range to itself; `src` cannot
+        // alias the buffer, which is borrowed mutably.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset).cast::<f32>(), src.len()) };
+    }
 }
 
 /// Chunk i of `chunk` floats of `x` (the last one possibly shorter).
