@@ -213,12 +213,12 @@ fn measure(case: &Case, model: &dyn BenchModel, store: &ParamStore, a: &BenchArg
         let x1 = Tensor::randn(0f32, 1.0, (1, shape[0], shape[1], shape[2]), &dev)?;
         out["latency_ms"] = json!(1e3 * time_forward(&x1, 5, latency_runs)?);
     }
-    let fig = |k: &str, unit: &str| out[k].as_f64().map(|v| format!("{k} {v:.2} {unit}"));
+    let fig = |k: &str, label: &str, unit: &str| out[k].as_f64().map(|v| format!("{label} {v:.2} {unit}"));
     let figures: Vec<String> = [
-        fig("train_img_s", "img/s"),
-        fig("infer_img_s", "img/s"),
-        fig("latency_ms", "ms"),
-        fig("train_peak_rss_mb", "MB (training peak RSS)"),
+        fig("train_img_s", "train", "img/s"),
+        fig("infer_img_s", "infer", "img/s"),
+        fig("latency_ms", "latency", "ms"),
+        fig("train_peak_rss_mb", "training peak RSS", "MB"),
     ]
     .into_iter()
     .flatten()

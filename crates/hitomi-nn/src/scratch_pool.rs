@@ -10,6 +10,11 @@ use std::ops::{Deref, DerefMut};
 /// three at a time, and `forward_rows` returns one more per task).
 const KEPT_PER_THREAD: usize = 8;
 
+/// Larger buffers (16 MiB; e.g. the channels-last output image of a 64-channel layer at 512 px)
+/// are freed rather than kept, so a thread holds at most 128 MiB of spares; the kernels' usual
+/// scratch is a few hundred KiB, and against a buffer that large its fresh zeroing is small.
+const MAX_KEPT_FLOATS: usize = 1 << 22;
+
 thread_local! {
     static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
@@ -55,7 +60,7 @@ impl DerefMut for ScratchBuf {
 impl Drop for ScratchBuf {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
-        if buf.is_empty() {
+        if buf.is_empty() || buf.len() > MAX_KEPT_FLOATS {
             return;
         }
         // `try_with`: a buffer dropped while its thread's spares are being torn down is freed.
@@ -99,5 +104,9 @@ mod tests {
         drop(many);
         assert_eq!(SPARE.with_borrow(|s| s.len()), KEPT_PER_THREAD);
         assert!(SPARE.with_borrow(|s| s.iter().any(|v| v.len() == 5000)), "the largest is kept");
+        // Too large to keep (the largest spare, grown): freed when dropped.
+        drop(ScratchBuf::take(MAX_KEPT_FLOATS + 1));
+        assert_eq!(SPARE.with_borrow(|s| s.len()), KEPT_PER_THREAD - 1);
+        assert!(SPARE.with_borrow(|s| s.iter().all(|v| v.len() == 3)));
     }
 }
