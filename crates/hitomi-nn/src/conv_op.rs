@@ -888,7 +888,7 @@ impl candle_core::CustomOp3 for Conv2dBiasAct {
         let g = if self.relu { crate::relu_op::relu_backward(res, grad)? } else { grad.contiguous()? };
         let dx = conv2d_input_grad(&g, w, self.geom, x.dims4()?)?;
         let dw = conv2d_weight_grad(x, &g, self.geom, w.dims4()?)?;
-        let db = g.sum((0, 2, 3))?;
+        let db = crate::channel_bias::channel_sums(&g)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }

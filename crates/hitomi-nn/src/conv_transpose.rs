@@ -66,7 +66,7 @@ impl Module for ConvTranspose2d {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let ys = conv_transpose2d(xs, &self.weight, self.geom)?;
         match &self.bias {
-            Some(b) => ys.broadcast_add(&b.reshape((1, b.dims()[0], 1, 1))?),
+            Some(b) => crate::channel_bias::add_channel_bias(&ys, b),
             None => Ok(ys),
         }
     }

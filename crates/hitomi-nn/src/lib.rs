@@ -3,6 +3,7 @@
 pub mod batch_norm;
 pub mod batch_norm_op;
 pub mod blocks;
+pub mod channel_bias;
 pub mod conv;
 pub mod conv_op;
 pub mod conv_transpose;
