@@ -418,9 +418,9 @@ fn forward_kernel(
         && Winograd3x3::applies(d.kh, d.kw, g.stride, g.dilation, d.ci, d.co)
         && d.ho * d.wo >= WINOGRAD_ROWS_MIN_OUTPUTS
     {
-        // Both paths below write every output element, so it starts uninitialised: zeroed, its
-        // parallel fill was one more wake-up of the pool per layer (memset ~2% of model B's
-        // batch-1 forward).
+        // This path and the spatial-block one below write every output element, so it starts
+        // uninitialised: zeroed, its parallel fill was one more wake-up of the pool per layer
+        // (memset ~2% of model B's batch-1 forward).
         let len = d.b * d.co * n;
         let mut out = Vec::with_capacity(len);
         Winograd3x3::new(d.b, d.ci, d.h, d.w, d.co, g.padding).forward_rows(
@@ -552,8 +552,9 @@ const COLUMN_BYTES_PER_BLOCK: usize = 256 * 1024;
 /// The forward convolution of a batch smaller than the thread count (the latency case): each
 /// image's output rows are cut into equal blocks whose column buffers hold about
 /// COLUMN_BYTES_PER_BLOCK, and each block is one task, im2col of its rows + a single-threaded
-/// gemm, copied into `out` afterwards. One threaded gemm over the whole image synchronised its
-/// threads for every panel, and its column buffer overflowed the cache.
+/// gemm, whose rows the task then writes into `out` (all of `out`, which may come uninitialised).
+/// One threaded gemm over the whole image synchronised its threads for every panel, and its
+/// column buffer overflowed the cache.
 /// x: (B, C_in, H, W), w: (C_out, C_in, kh, kw) -> out (B, C_out, Ho, Wo).
 fn spatial_blocks_forward(
     x: &[f32],

@@ -107,6 +107,23 @@ mod tests {
         assert_eq!(par_zeros(100, 9), vec![0f32; 100]);
     }
 
+    /// Two tasks fill alternate runs of one buffer; a write past its end panics.
+    #[test]
+    fn shared_out_takes_disjoint_runs_from_parallel_tasks() {
+        let mut buf = vec![MaybeUninit::new(f32::NAN); 12];
+        let out = SharedOut::new(&mut buf);
+        rayon::join(
+            // SAFETY: runs 0, 2 and 4 of 2 floats here, runs 1, 3 and 5 in the other task.
+            || (0..3).for_each(|r| unsafe { out.write(4 * r, &[r as f32; 2]) }),
+            || (0..3).for_each(|r| unsafe { out.write(4 * r + 2, &[-(r as f32); 2]) }),
+        );
+        let past_end = std::panic::catch_unwind(|| unsafe { out.write(11, &[0.0, 0.0]) });
+        assert!(past_end.is_err(), "a write past the end must panic");
+        // SAFETY: every element was initialised (to NaN, then by the writes).
+        let got: Vec<f32> = buf.iter().map(|v| unsafe { v.assume_init() }).collect();
+        assert_eq!(got, [0.0, 0.0, -0.0, -0.0, 1.0, 1.0, -1.0, -1.0, 2.0, 2.0, -2.0, -2.0]);
+    }
+
     #[test]
     #[should_panic(expected = "got 3 of 10 values")]
     fn par_fill_refuses_a_short_chunk() {

@@ -309,8 +309,8 @@ impl Winograd3x3 {
 
     /// `forward` for a batch below the thread count (batch-1 latency): each image's tile rows are
     /// split over about two tasks per thread; a task loads only the input rows its tiles read,
-    /// runs the T gemms single-threaded and returns its output rows (C_out, rows Wo), which are
-    /// then copied into place, writing every element of `out` (which may come uninitialised).
+    /// runs the T gemms single-threaded and writes its output rows (C_out, rows Wo) into place.
+    /// Together the tasks write every element of `out`, which may come uninitialised.
     pub(crate) fn forward_rows(&self, x: &[f32], w: &[f32], epilogue: Option<Epilogue>, out: &mut [MaybeUninit<f32>]) {
         let u = self.kernel_transform(w);
         let (ci, co, m, t_all) = (self.ci, self.co, self.tile.m(), self.tile.positions());
