@@ -2,6 +2,7 @@
 
 mod anomaly;
 mod bad_input;
+mod bench;
 mod classify;
 mod common;
 mod detect;
