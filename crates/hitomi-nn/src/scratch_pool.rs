@@ -1,13 +1,13 @@
 //! Per-thread reuse of the kernels' scratch buffers: a buffer that is written before it is read
 //! (a gemm's output, a transform's tiles) need not be zero-filled or freshly allocated on every
 //! call. Fresh `vec![0f32; n]` scratch was ~9% of the samples of model B's batch-1 forward
-//! (`memset`), plus the page faults of buffers glibc hands back to the kernel.
+//! (`memset`), besides an allocation per buffer per call.
 
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
 /// Buffers a thread keeps for reuse; beyond this the smallest is freed (a Winograd task holds
-/// three at a time, and `forward_rows` returns one more per task).
+/// three at a time, and a `forward_rows` task one more for its output rows).
 const KEPT_PER_THREAD: usize = 8;
 
 /// Larger buffers (16 MiB; e.g. the channels-last output image of a 64-channel layer at 512 px)
