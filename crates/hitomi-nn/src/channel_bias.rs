@@ -6,7 +6,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use crate::cpu_slice::{contiguous_f32, par_collect};
+use crate::cpu_slice::{contiguous_f32, cpu_f32, par_collect};
 
 /// t (B, C, ...) -> (C): the sum over the batch and every position of each channel, through
 /// last-dim sums of the flattened planes.
@@ -57,7 +57,7 @@ impl CustomOp2 for AddChannelBias {
 
 /// x (B, C, ...) + b (C) per channel; on other devices and dtypes candle's `broadcast_add`.
 pub fn add_channel_bias(xs: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if !xs.device().is_cpu() || xs.dtype() != candle_core::DType::F32 || b.dtype() != candle_core::DType::F32 {
+    if !cpu_f32(xs) || !cpu_f32(b) {
         let mut shape = vec![1; xs.rank()];
         shape[1] = b.dims1()?;
         return xs.broadcast_add(&b.reshape(shape)?);

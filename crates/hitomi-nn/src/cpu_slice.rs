@@ -4,7 +4,7 @@
 use std::mem::MaybeUninit;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, Layout, Result};
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
 use rayon::prelude::*;
 
 /// The f32 data of a contiguous tensor; `what` names the tensor in the error (e.g. "conv2d input").
@@ -14,6 +14,12 @@ pub(crate) fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> R
         Some((a, b)) => Ok(&v[a..b]),
         None => candle_core::bail!("{what}: contiguous tensor expected"),
     }
+}
+
+/// Whether our CPU kernels take this tensor (f32 on the CPU); other devices and dtypes go to
+/// candle's own ops.
+pub(crate) fn cpu_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
 }
 
 /// Appends `len` floats to the empty `out`, computed in parallel: chunk i (`chunk` floats, the

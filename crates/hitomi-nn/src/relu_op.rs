@@ -2,9 +2,9 @@
 //! candle's own ReLU backward builds a zero tensor, a comparison, a dtype cast and a product
 //! (four passes and allocations); here the gradient is masked by the saved output in one pass.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use crate::cpu_slice::{chunk_of, contiguous_f32, par_collect};
+use crate::cpu_slice::{chunk_of, contiguous_f32, cpu_f32, par_collect};
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 15;
@@ -77,13 +77,9 @@ pub(crate) fn relu_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
     y.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &ReluBackward)
 }
 
-fn fast_path(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
-}
-
 /// max(xs, 0), any shape; candle's op on other devices and dtypes.
 pub fn relu(xs: &Tensor) -> Result<Tensor> {
-    if !fast_path(xs) {
+    if !cpu_f32(xs) {
         return xs.relu();
     }
     xs.contiguous()?.apply_op1(Relu)
@@ -91,7 +87,7 @@ pub fn relu(xs: &Tensor) -> Result<Tensor> {
 
 /// max(a + b, 0) for a and b of one shape (a residual block's output).
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if !fast_path(a) || !fast_path(b) {
+    if !cpu_f32(a) || !cpu_f32(b) {
         return (a + b)?.relu();
     }
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
