@@ -31,6 +31,11 @@ impl ScratchBuf {
     /// Takes the smallest spare buffer of this thread that holds `len` floats, else the largest
     /// one, grown (only the growth is zero-filled, once: a buffer goes back at its full length).
     pub(crate) fn take(len: usize) -> Self {
+        if len == 0 {
+            // No spare is held out of reuse for nothing (the weight gradient asks for no V when
+            // the forward kept its own).
+            return Self { buf: Vec::new(), len: 0 };
+        }
         let found = SPARE.with_borrow_mut(|spare| {
             let fits = (0..spare.len()).filter(|&i| spare[i].len() >= len).min_by_key(|&i| spare[i].len());
             let pick = fits.or_else(|| (0..spare.len()).max_by_key(|&i| spare[i].len()));
@@ -100,6 +105,11 @@ mod tests {
         assert_eq!(d.len(), 5000);
         assert!(d[..999].iter().all(|&x| x == 0.0) && d[999] == 7.0 && d[1000..].iter().all(|&x| x == 0.0));
         drop(d);
+        // An empty buffer takes no spare.
+        let before = SPARE.with_borrow(|s| s.len());
+        let none = ScratchBuf::take(0);
+        assert_eq!((none.len(), SPARE.with_borrow(|s| s.len())), (0, before));
+        drop(none);
         let many: Vec<ScratchBuf> = (0..2 * KEPT_PER_THREAD).map(|_| ScratchBuf::take(3)).collect();
         drop(many);
         assert_eq!(SPARE.with_borrow(|s| s.len()), KEPT_PER_THREAD);
