@@ -71,6 +71,10 @@ pub struct PatchArgs {
     /// without them every patch is cut at a random scale of 1-3x and the label has no zoom.
     #[arg(long, value_delimiter = ',')]
     pub zooms: Vec<f64>,
+    /// Exemplar classes instead (Exemplar-CNN): N random spots of the photos, each one class whose
+    /// images are the spot cut again slightly shifted and rescaled.
+    #[arg(long, conflicts_with = "zooms")]
+    pub exemplars: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output folder (an ImageFolder tree under OUT/train).
@@ -130,7 +134,10 @@ pub fn run(cmd: &DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Distort(a) => distort(a)?,
         DataCommand::Patches(a) => {
-            let s = hitomi_data::patches::write_patches(&a.photos, a.size, a.per_class, &a.zooms, a.seed, &a.out)?;
+            let s = match a.exemplars {
+                Some(n) => hitomi_data::exemplars::write_exemplars(&a.photos, a.size, n, a.per_class, a.seed, &a.out)?,
+                None => hitomi_data::patches::write_patches(&a.photos, a.size, a.per_class, &a.zooms, a.seed, &a.out)?,
+            };
             println!("{} patches in {} classes in {}/train", s.images, s.classes, a.out.display());
         }
         DataCommand::Canvases(a) => {

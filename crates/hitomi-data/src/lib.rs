@@ -9,6 +9,7 @@ pub mod classification;
 pub mod data_yaml;
 pub mod detection;
 pub mod distort;
+pub mod exemplars;
 pub mod gaussian;
 pub mod idx;
 pub mod image_folder;
