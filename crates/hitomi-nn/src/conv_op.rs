@@ -1155,7 +1155,9 @@ mod tests {
         let xv = Var::from_tensor(&x).unwrap();
         let bias = Var::from_tensor(&Tensor::randn(0f32, 1.0, 8, &dev).unwrap()).unwrap();
         let plain = w.as_tensor().clone().detach();
-        let cases: [(&str, Box<dyn Fn(&Tensor, &Tensor) -> Tensor>); 3] = [
+        /// (input, weight) -> output of one op under test.
+        type Op<'a> = Box<dyn Fn(&Tensor, &Tensor) -> Tensor + 'a>;
+        let cases: [(&str, Op); 3] = [
             ("conv2d", Box::new(|x, w| conv2d(x, w, geom).unwrap())),
             ("conv2d_bias_act", Box::new(|x, w| conv2d_bias_act(x, w, &bias, geom, true).unwrap())),
             (
