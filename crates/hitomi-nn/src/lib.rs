@@ -10,6 +10,7 @@ pub mod conv_transpose;
 mod cpu_slice;
 pub mod linear;
 pub mod losses;
+mod phase_conv;
 pub mod pool;
 pub mod relu_op;
 mod scratch_pool;
