@@ -144,8 +144,8 @@ mod tests {
     use candle_core::{Device, Tensor};
     use hitomi_core::testing::assert_close;
 
-    /// Against candle's convolution, on odd and even sides, paddings 0-2 and kernels 1-5 wide, with
-    /// and without the epilogue; NaN marks an output element left unwritten.
+    /// Against candle's convolution, on odd and even sides, paddings 0-2 and kernels 1-5 wide (odd
+    /// and even), with and without the epilogue; NaN marks an output element left unwritten.
     #[test]
     fn matches_direct_convolution() {
         let dev = Device::Cpu;
@@ -156,6 +156,9 @@ mod tests {
             (3, 4, 11, 11, 5, 5, 2, true),
             (2, 2, 8, 9, 1, 1, 0, false),
             (2, 3, 7, 8, 3, 1, 1, false),
+            // Even kernels: a 4x4 stride-2 transposed conv's input gradient is this convolution.
+            (3, 2, 12, 10, 4, 4, 1, true),
+            (2, 3, 9, 9, 2, 2, 0, false),
         ] {
             let x = Tensor::randn(0f32, 1.0, (2, ci, h, w), &dev).unwrap();
             let wt = Tensor::randn(0f32, 1.0, (co, ci, kh, kw), &dev).unwrap();

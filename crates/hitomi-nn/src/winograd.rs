@@ -591,8 +591,9 @@ impl Winograd3x3 {
         }
     }
 
-    /// Tile rows `block` (counted across the task's images xs) into V (T, n, C_in):
-    /// V_t = (B^T d B)_t per tile d (B^T in `input_step` and `input_step6`).
+    /// Tile rows `block` (counted across the task's images xs) into V (T, n, C_in), in the
+    /// scratch or the kept planes (`dest`): V_t = (B^T d B)_t per tile d (B^T in `input_step` and
+    /// `input_step6`).
     fn input_rows(&self, xs: &[f32], block: Range<usize>, n: usize, s: &mut Scratch, dest: VDest) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
