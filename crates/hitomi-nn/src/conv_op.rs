@@ -376,6 +376,9 @@ impl Epilogue<'_> {
     }
 }
 
+/// Widest output rows a stride-2 convolution takes `phase_conv` for.
+const PHASE_MAX_WO: usize = 16;
+
 /// Output positions from which a batch below the thread count runs Winograd by tile rows.
 const WINOGRAD_ROWS_MIN_OUTPUTS: usize = 512;
 
@@ -465,11 +468,13 @@ fn forward_kernel(
     // The paths below write every output element, uninitialised before: zeroing them first was
     // ~1.5% of model A's batch-64 inference.
     let mut out = Vec::with_capacity(len);
-    // Stride 2 through the input's phases (`phase_conv`): at batch 64, model A's 32 -> 64 layer
-    // at 28 px 2.25 -> 2.17 ms and its 64 -> 128 layer at 14 px 2.23 -> 2.08 (medians of 60 calls,
-    // three alternating runs), `hitomi bench` A inference 2132 -> 2178 img/s (medians of 5
-    // alternating runs), A training and B inference unchanged within the noise.
-    if g.stride == 2 && g.dilation == 1 && !d.is_pointwise(g) {
+    // Stride 2 through the input's phases (`phase_conv`) where output rows are short, so that
+    // im2col's gather runs are short too: at batch 64, model A's 32 -> 64 layer at 28 px (Wo 14)
+    // 2.25 -> 2.17 ms and its 64 -> 128 layer at 14 px (Wo 7) 2.23 -> 2.08 (medians of 40-60
+    // calls, alternating runs), `hitomi bench` A inference 2132 -> 2178 img/s. With longer rows it
+    // lost (batch 16: 16 -> 32 at 96 px 2.16 -> 2.32 ms, 4x4 32 -> 64 at 48 px 2.70 -> 3.04), as
+    // it did for 1x1 kernels, which read one phase of the four it makes (0.64 -> 0.70 ms).
+    if g.stride == 2 && g.dilation == 1 && d.kh >= 2 && d.kw >= 2 && d.wo <= PHASE_MAX_WO {
         let pc = PhaseConv::new(d.ci, d.h, d.w, d.co, (d.kh, d.kw), g.padding);
         out.spare_capacity_mut()[..len].par_chunks_mut(d.co * n).enumerate().for_each_init(
             || pc.buffers(),
