@@ -6,7 +6,8 @@
 //! runs of Wo, one run per (channel, tap, output row): for model A's 32 -> 64 layer at 28 px, 4,032
 //! runs of 14 floats per image, a third of the layer's time; here 288 copies of 210 floats plus one
 //! pass that deinterleaves the input. The wq - Wo extra columns of each wide row are computed by the
-//! gemm and dropped.
+//! gemm and dropped. `conv_op` takes this path for output rows of at most 16: with longer rows
+//! im2col's runs are long enough that the extra pass and columns cost more than they save.
 
 use std::mem::MaybeUninit;
 
