@@ -364,6 +364,21 @@ pub(crate) struct Epilogue<'a> {
 }
 
 impl Epilogue<'_> {
+    /// dst = src of output channel o, plus its bias and then ReLU when there is an epilogue, into
+    /// fresh (uninitialised) floats; one loop per case, each of which vectorises (a branch per
+    /// element did not).
+    pub(crate) fn write_run(ep: Option<Epilogue>, o: usize, src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+        match ep {
+            Some(Epilogue { bias, relu: true }) => {
+                dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write((v + bias[o]).max(0.0)))
+            }
+            Some(Epilogue { bias, relu: false }) => {
+                dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v + bias[o]))
+            }
+            None => _ = dst.write_copy_of_slice(src),
+        }
+    }
+
     /// y: (C_out, Ho Wo) of one image.
     fn apply(&self, y: &mut [f32], plane: usize) {
         for (yc, &b) in y.chunks_mut(plane).zip(self.bias) {
@@ -520,16 +535,7 @@ fn forward_kernel(
                 matmul(d.co, images * n, k, prod, false, w, k, 1, cols, ld, 1, threads);
                 for (j, y) in ys.chunks_exact_mut(d.co * n).enumerate() {
                     for (o, run) in y.chunks_exact_mut(n).enumerate() {
-                        let src = &prod[(o * images + j) * n..][..n];
-                        match epilogue {
-                            Some(Epilogue { bias, relu: true }) => {
-                                run.iter_mut().zip(src).for_each(|(v, &p)| _ = v.write((p + bias[o]).max(0.0)))
-                            }
-                            Some(Epilogue { bias, relu: false }) => {
-                                run.iter_mut().zip(src).for_each(|(v, &p)| _ = v.write(p + bias[o]))
-                            }
-                            None => _ = run.write_copy_of_slice(src),
-                        }
+                        Epilogue::write_run(epilogue, o, &prod[(o * images + j) * n..][..n], run);
                     }
                 }
             },

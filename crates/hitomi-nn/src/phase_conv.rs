@@ -123,17 +123,7 @@ impl PhaseConv {
         for o in 0..self.co {
             for oy in 0..ho {
                 let src = &bufs.wide[o * n_wide + oy * wq..][..wo];
-                let dst = &mut y[(o * ho + oy) * wo..][..wo];
-                // One loop per case, each of which vectorises (a branch per element did not).
-                match epilogue {
-                    Some(Epilogue { bias, relu: true }) => {
-                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write((v + bias[o]).max(0.0)))
-                    }
-                    Some(Epilogue { bias, relu: false }) => {
-                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v + bias[o]))
-                    }
-                    None => _ = dst.write_copy_of_slice(src),
-                }
+                Epilogue::write_run(epilogue, o, src, &mut y[(o * ho + oy) * wo..][..wo]);
             }
         }
     }
